@@ -1,0 +1,34 @@
+"""Shared fixtures: the shipped HICO-DET sample and a tiny Qwen2.5-VL built once per session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from verl_hoi.tiny_model import build_tiny_qwen2_5_vl
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE_DIR = REPO / "recipes" / "sample"
+TINY_MIN_PIXELS = 4 * 28 * 28
+TINY_MAX_PIXELS = 64 * 28 * 28
+
+
+@pytest.fixture(scope="session")
+def sample_annotations() -> Path:
+    """instances_test2015.json layout, 8 real test images (one without pairs)."""
+    return SAMPLE_DIR / "annotations.json"
+
+
+@pytest.fixture(scope="session")
+def sample_images() -> Path:
+    """Synthetic JPEGs of the sample's image sizes, boxes drawn in."""
+    return SAMPLE_DIR / "images"
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random Qwen2.5-VL checkpoint (min/max pixels = TINY_MIN_PIXELS / TINY_MAX_PIXELS)."""
+    return build_tiny_qwen2_5_vl(
+        tmp_path_factory.mktemp("tiny_qwen2_5_vl"), min_pixels=TINY_MIN_PIXELS, max_pixels=TINY_MAX_PIXELS
+    )
