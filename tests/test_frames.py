@@ -1,0 +1,235 @@
+import numpy as np
+import pytest
+from conftest import TINY_MAX_PIXELS, TINY_MIN_PIXELS
+from hypothesis import given
+from hypothesis import strategies as st
+from PIL import Image
+from transformers import Qwen2VLImageProcessor
+from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize as transformers_smart_resize
+
+from verl_hoi import frames
+from verl_hoi.frames import (
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_MIN_PIXELS,
+    frame_extent,
+    from_frame,
+    model_size,
+    to_frame,
+)
+
+DEFAULT = (DEFAULT_MIN_PIXELS, DEFAULT_MAX_PIXELS)
+TINY = (TINY_MIN_PIXELS, TINY_MAX_PIXELS)
+
+
+def test_registry_order_and_default():
+    assert frames.FRAMES == ("resized", "original", "norm1000")
+    assert frames.DEFAULT_FRAME == "resized"
+
+
+@pytest.mark.parametrize(
+    ("image_size", "pixels", "expected"),
+    [
+        ((640, 427), DEFAULT, (644, 420)),  # sides rounded to multiples of 28: 22.9 -> 23, 15.25 -> 15
+        ((640, 480), DEFAULT, (644, 476)),  # 480 / 28 = 17.1 -> 17
+        ((465, 640), DEFAULT, (476, 644)),  # portrait: 16.6 -> 17, (w, h) order kept
+        ((640, 427), TINY, (252, 168)),  # over 64 patches: beta = sqrt(640*427/50176) = 2.334, floored
+        ((640, 480), TINY, (252, 168)),  # beta = 2.474: 258.6 -> 252, 194.0 -> 168
+        ((20, 30), DEFAULT, (56, 84)),  # under 4 patches: beta = sqrt(3136/600) = 2.286, ceiled
+        ((1000, 1000), (28 * 28, 28 * 28), (28, 28)),  # a single patch
+    ],
+)
+def test_model_size_hand_computed(image_size, pixels, expected):
+    assert model_size(image_size, *pixels) == expected
+
+
+@pytest.mark.parametrize(
+    ("image_size", "pixels"),
+    [
+        ((640, 427), DEFAULT),  # sample image, the Qwen2.5-VL defaults
+        ((465, 640), DEFAULT),  # portrait sample image
+        ((1920, 1080), DEFAULT),  # large: scaled down to 1280 visual tokens
+        ((20, 30), DEFAULT),  # small: scaled up to min_pixels
+        ((640, 427), TINY),  # the tiny test model's budget
+        ((465, 640), TINY),  # portrait, tiny budget
+        ((100, 60), TINY),  # already within the tiny budget
+        ((3000, 100), TINY),  # elongated (ratio 30), scaled down
+    ],
+)
+def test_model_size_matches_transformers_processor(image_size, pixels):
+    min_pixels, max_pixels = pixels
+    processor = Qwen2VLImageProcessor(min_pixels=min_pixels, max_pixels=max_pixels)
+    image = Image.new("RGB", image_size)
+    _, grid_h, grid_w = processor(images=[image], return_tensors="np")["image_grid_thw"][0]
+    assert model_size(image_size, min_pixels, max_pixels) == (grid_w * 14, grid_h * 14)
+
+
+@pytest.mark.parametrize(
+    ("image_size", "pixels"),
+    [
+        ((640, 427), TINY),  # sample image, tiny budget
+        ((10, 1990), DEFAULT),  # a side under 14 px: qwen-vl-utils keeps 28 where transformers would round to 0
+    ],
+)
+def test_model_size_is_what_the_model_sees_after_qwen_vl_utils(image_size, pixels):
+    """verl resizes with qwen-vl-utils first; the processor then leaves the image as it is."""
+    min_pixels, max_pixels = pixels
+    size = model_size(image_size, min_pixels, max_pixels)
+    processor = Qwen2VLImageProcessor(min_pixels=min_pixels, max_pixels=max_pixels)
+    _, grid_h, grid_w = processor(images=[Image.new("RGB", size)], return_tensors="np")["image_grid_thw"][0]
+    assert (grid_w * 14, grid_h * 14) == size
+
+
+@given(
+    w=st.integers(15, 4000),
+    h=st.integers(15, 4000),
+    pixels=st.sampled_from([DEFAULT, TINY, (28 * 28, 28 * 28 * 16384)]),
+)
+def test_model_size_agrees_with_transformers_smart_resize(w, h, pixels):
+    if max(w, h) / min(w, h) > 200:
+        with pytest.raises(ValueError, match="aspect ratio"):
+            model_size((w, h), *pixels)
+        return
+    expected_h, expected_w = transformers_smart_resize(h, w, 28, *pixels)
+    try:
+        size = model_size((w, h), *pixels)
+    except ValueError:
+        # only where transformers clamps a side that qwen-vl-utils floors to 0
+        assert 28 in (expected_w, expected_h)
+        return
+    assert size == (expected_w, expected_h)
+    assert size[0] % 28 == 0 and size[1] % 28 == 0
+
+
+@pytest.mark.parametrize(
+    ("image_size", "min_pixels", "max_pixels", "message"),
+    [
+        ((0, 10), *DEFAULT, "image_size"),  # zero width
+        ((10, -1), *DEFAULT, "image_size"),  # negative height
+        ((640, 427), 100, 50, "min_pixels"),  # budget inverted
+        ((640, 427), 0, 50, "min_pixels"),  # zero budget
+        ((201, 1), *DEFAULT, "aspect ratio"),  # smart_resize's limit of 200
+        ((4949, 77), *TINY, "too elongated"),  # short side would be floored to 0
+    ],
+)
+def test_model_size_rejects_bad_input(image_size, min_pixels, max_pixels, message):
+    with pytest.raises(ValueError, match=message):
+        model_size(image_size, min_pixels, max_pixels)
+
+
+IMAGE = (640, 427)
+MODEL = (644, 420)
+
+
+@pytest.mark.parametrize(
+    ("frame", "box", "expected"),
+    [
+        ("original", [10, 20, 30, 40], [10, 20, 30, 40]),  # identity
+        ("resized", [160, 0, 320, 427], [161, 0, 322, 420]),  # x * 644 / 640, y * 420 / 427
+        ("resized", [64, 61, 640, 427], [64.4, 60, 644, 420]),  # 61 * 420 / 427 = 60 exactly
+        ("norm1000", [64, 61, 640, 427], [100, 142.85714285714286, 1000, 1000]),  # x * 1000 / 640, y * 1000 / 427
+    ],
+)
+def test_to_frame_hand_computed(frame, box, expected):
+    out = to_frame([box], frame, IMAGE, MODEL)
+    assert out.dtype == np.float64 and out.shape == (1, 4)
+    np.testing.assert_allclose(out[0], expected, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(from_frame(out, frame, IMAGE, MODEL)[0], box, rtol=0, atol=1e-9)
+
+
+def test_shapes_are_kept():
+    assert to_frame(np.zeros((0, 4)), "resized", IMAGE, MODEL).shape == (0, 4)  # no boxes
+    assert to_frame([1, 2, 3, 4], "resized", IMAGE, MODEL).shape == (4,)  # one box
+    assert to_frame(np.ones((2, 3, 4)), "norm1000", IMAGE, MODEL).shape == (2, 3, 4)  # batch of lists
+
+
+def test_inputs_are_not_modified():
+    boxes = np.array([[160.0, 0.0, 320.0, 427.0]])
+    to_frame(boxes, "resized", IMAGE, MODEL)
+    from_frame(boxes, "resized", IMAGE, MODEL)
+    assert boxes.tolist() == [[160.0, 0.0, 320.0, 427.0]]
+
+
+@pytest.mark.parametrize("bad", [[1, 2, 3], 5, [[1, 2, 3, 4, 5]]])
+def test_bad_box_shape(bad):
+    with pytest.raises(ValueError, match=r"\(\.\.\., 4\)"):
+        to_frame(bad, "resized", IMAGE, MODEL)
+
+
+@pytest.mark.parametrize("call", [to_frame, from_frame])
+def test_unknown_frame_lists_valid_ones(call):
+    with pytest.raises(ValueError, match="unknown frame 'pixels'; valid frames: resized, original, norm1000"):
+        call([[0, 0, 1, 1]], "pixels", IMAGE, MODEL)
+    with pytest.raises(ValueError, match="valid frames"):
+        frame_extent("pixels", IMAGE, MODEL)
+
+
+@pytest.mark.parametrize(
+    ("frame", "expected"),
+    [
+        ("resized", (644, 420)),  # the model's image
+        ("original", (640, 427)),  # the original image
+        ("norm1000", (1000, 1000)),  # fixed
+    ],
+)
+def test_frame_extent(frame, expected):
+    assert frame_extent(frame, IMAGE, MODEL) == expected
+
+
+@pytest.fixture
+def scratch_registry(monkeypatch):
+    """Lets a test register frames without leaking them into other tests."""
+    monkeypatch.setattr(frames, "_REGISTRY", dict(frames._REGISTRY))
+    monkeypatch.setattr(frames, "FRAMES", frames.FRAMES)
+
+
+def test_register_frame(scratch_registry):
+    def to_fn(boxes, image_size, model_size):  # normalised to 0..1
+        return boxes / np.array(image_size * 2)
+
+    def from_fn(boxes, image_size, model_size):
+        return boxes * np.array(image_size * 2)
+
+    frames.register_frame("unit", to_fn, from_fn)
+    assert frames.FRAMES == ("resized", "original", "norm1000", "unit")
+    assert to_frame([[0, 0, 320, 427]], "unit", IMAGE, MODEL).tolist() == [[0, 0, 0.5, 1]]
+    assert from_frame([[0, 0, 0.5, 1]], "unit", IMAGE, MODEL).tolist() == [[0, 0, 320, 427]]
+    assert frame_extent("unit", IMAGE, MODEL) == (1, 1)  # derived from to_fn
+
+    frames.register_frame("centi", to_fn, from_fn, extent_fn=lambda image_size, model_size: (100, 100))
+    assert frame_extent("centi", IMAGE, MODEL) == (100, 100)  # given explicitly
+
+    with pytest.raises(ValueError, match="'unit' is already registered"):
+        frames.register_frame("unit", to_fn, from_fn)
+
+
+def test_scratch_registry_is_restored():
+    assert "unit" not in frames.FRAMES
+
+
+boxes_st = st.lists(
+    st.tuples(*[st.floats(-1e4, 1e4, allow_nan=False) for _ in range(4)]),
+    min_size=0,
+    max_size=8,
+)
+sizes_st = st.tuples(st.integers(1, 5000), st.integers(1, 5000))
+
+
+@given(boxes=boxes_st, image_size=sizes_st, size=sizes_st, frame=st.sampled_from(["resized", "original", "norm1000"]))
+def test_round_trip(boxes, image_size, size, frame):
+    array = np.array(boxes, dtype=np.float64).reshape(-1, 4)
+    there = to_frame(array, frame, image_size, size)
+    back = from_frame(there, frame, image_size, size)
+    np.testing.assert_allclose(back, array, rtol=1e-12, atol=1e-9)
+
+
+@given(w=st.integers(28, 3000), h=st.integers(28, 3000), pixels=st.sampled_from([DEFAULT, TINY]))
+def test_image_corners_map_to_frame_extent(w, h, pixels):
+    if max(w, h) / min(w, h) > 200:
+        return
+    try:
+        size = model_size((w, h), *pixels)
+    except ValueError:
+        return
+    for frame in ("resized", "original", "norm1000"):
+        corners = to_frame([0, 0, w, h], frame, (w, h), size)
+        np.testing.assert_allclose(corners, [0, 0, *frame_extent(frame, (w, h), size)], rtol=1e-12)
