@@ -233,3 +233,21 @@ def test_image_corners_map_to_frame_extent(w, h, pixels):
     for frame in ("resized", "original", "norm1000"):
         corners = to_frame([0, 0, w, h], frame, (w, h), size)
         np.testing.assert_allclose(corners, [0, 0, *frame_extent(frame, (w, h), size)], rtol=1e-12)
+
+
+def test_sample_images_through_verl_image_path_and_tiny_processor(sample_images, tiny_model_dir):
+    """verl loads images with qwen-vl-utils' fetch_image; the tiny checkpoint's processor then tokenises them."""
+    from qwen_vl_utils import fetch_image
+    from transformers import AutoProcessor
+
+    image_processor = AutoProcessor.from_pretrained(tiny_model_dir).image_processor
+    paths = sorted(sample_images.glob("*.jpg"))
+    assert len(paths) == 8
+    for path in paths:
+        with Image.open(path) as image:
+            image_size = image.size
+        size = model_size(image_size, TINY_MIN_PIXELS, TINY_MAX_PIXELS)
+        resized = fetch_image({"image": str(path), "min_pixels": TINY_MIN_PIXELS, "max_pixels": TINY_MAX_PIXELS})
+        assert resized.size == size
+        _, grid_h, grid_w = image_processor(images=[resized], return_tensors="np")["image_grid_thw"][0]
+        assert (grid_w * 14, grid_h * 14) == size

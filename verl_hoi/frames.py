@@ -67,7 +67,8 @@ class _Frame:
 
 _REGISTRY: dict[str, _Frame] = {}
 FRAMES: tuple[str, ...] = ()
-"""Names of the registered frames; the first is the default."""
+"""Names of the registered frames; the first is the default. Read it as ``frames.FRAMES`` to see
+frames registered after import."""
 
 
 def register_frame(name: str, to_fn: BoxFn, from_fn: BoxFn, *, extent_fn: ExtentFn | None = None) -> None:
@@ -162,6 +163,9 @@ def from_frame(boxes: ArrayLike, frame: str, image_size: Size, model_size: Size)
 def frame_extent(frame: str, image_size: Size, model_size: Size) -> Size:
     """``(w, h)`` that the whole image spans in ``frame``, as the prompt states it.
 
+    Raises:
+        ValueError: unknown frame (the message lists the valid ones).
+
     >>> [frame_extent(f, (640, 427), (644, 420)) for f in ("resized", "original", "norm1000")]
     [(644, 420), (640, 427), (1000, 1000)]
     """
@@ -202,4 +206,4 @@ _register_scaling("resized", lambda image_size, model_size: model_size)
 _register_scaling("original", lambda image_size, model_size: image_size)
 _register_scaling("norm1000", lambda image_size, model_size: (1000, 1000))
 
-DEFAULT_FRAME = FRAMES[0]
+DEFAULT_FRAME = FRAMES[0]  # "resized": Qwen2.5-VL's native grounding
