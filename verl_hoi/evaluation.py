@@ -177,7 +177,7 @@ def known_objects_from_boxes(image: ArrayLike, hoi: ArrayLike, num_images: int) 
 
     The usual stand-in for ``anno.mat``'s image-level labels in the Known-Object setting.
 
-    >>> known_objects_from_boxes([1], [0], 2)[:, 4].tolist()   # HOI 0 is "adjust airplane"
+    >>> known_objects_from_boxes([1], [0], 2)[:, 4].tolist()   # HOI 0 is "board airplane"
     [False, True]
     """
     known = np.zeros((num_images, len(OBJECTS)), dtype=bool)
