@@ -1,0 +1,25 @@
+"""Hydra search-path plugin: makes verl-hoi's config groups visible to every Hydra app.
+
+Hydra imports every module under the ``hydra_plugins`` namespace package at start-up. This one
+appends ``pkg://verl_hoi.configs`` to the config search path, so that after ``pip install`` the
+recipe is a normal config group option::
+
+    python -m verl.trainer.main_ppo +recipe=hoi_grpo
+
+Appending (not prepending) keeps verl's own configs first: a name clash resolves to verl's file.
+"""
+
+from __future__ import annotations
+
+from hydra.core.config_search_path import ConfigSearchPath
+from hydra.plugins.search_path_plugin import SearchPathPlugin
+
+PROVIDER = "verl-hoi"
+CONFIG_PACKAGE = "pkg://verl_hoi.configs"
+
+
+class VerlHoiSearchPathPlugin(SearchPathPlugin):
+    """Appends ``pkg://verl_hoi.configs`` (the ``recipe/`` group) to Hydra's config search path."""
+
+    def manipulate_search_path(self, search_path: ConfigSearchPath) -> None:
+        search_path.append(provider=PROVIDER, path=CONFIG_PACKAGE)

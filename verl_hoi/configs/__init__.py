@@ -1,0 +1,1 @@
+"""Hydra config groups shipped with verl-hoi (``recipe/``), found through ``pkg://verl_hoi.configs``."""
