@@ -23,7 +23,9 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from verl_hoi.vocab import HOI_CLASSES, OBJECTS, VERBS, object_id, verb_id
+import orjson
+
+from verl_hoi.vocab import OBJECTS, VERBS, object_id, valid_verbs, verb_id
 
 __all__ = [
     "MAX_COORD",
@@ -132,18 +134,22 @@ def render_response(answer: str, thinking: str | None = None) -> str:
 
 # Exact names first (the common case), vocab's normalising lookups as the fallback.
 _OBJECT_IDS = {name: i for i, name in enumerate(OBJECTS)}
-_VERB_IDS = {name: i for i, name in enumerate(VERBS)}
-_VALID = [frozenset(v for v, o in HOI_CLASSES if o == obj) for obj in range(len(OBJECTS))]
+_VERBS_OF = [{VERBS[v]: v for v in valid_verbs(obj)} for obj in range(len(OBJECTS))]
 _NUM_TYPES = (int, float)
 
 
 def _box(value: object) -> tuple | None:
-    if type(value) is not list or len(value) != 4:
-        return None
-    x1, y1, x2, y2 = value
-    if type(x1) in _NUM_TYPES and type(y1) in _NUM_TYPES and type(x2) in _NUM_TYPES and type(y2) in _NUM_TYPES:  # noqa: SIM102
-        if -MAX_COORD <= x1 < x2 <= MAX_COORD and -MAX_COORD <= y1 < y2 <= MAX_COORD:
-            return (x1, y1, x2, y2)
+    if type(value) is list and len(value) == 4:
+        x1, y1, x2, y2 = value
+        if (
+            type(x1) in _NUM_TYPES
+            and type(y1) in _NUM_TYPES
+            and type(x2) in _NUM_TYPES
+            and type(y2) in _NUM_TYPES
+            and -MAX_COORD <= x1 < x2 <= MAX_COORD
+            and -MAX_COORD <= y1 < y2 <= MAX_COORD
+        ):
+            return tuple(value)
     return None
 
 
@@ -165,26 +171,31 @@ def _item(item: object, index: int, errors: list[str]) -> HOIPair | None:
         return _error(errors, f"item {index}: unknown object {name[:30]!r}")
     verbs = item.get("verb class")
     if type(verbs) is str:
-        verbs = verbs.split(",")
+        verbs = [verb.strip() for verb in verbs.split(",")]
     elif type(verbs) is not list:
         return _error(errors, f"item {index}: bad or missing 'verb class'")
-    valid = _VALID[obj_id]
-    ids = set()
+    table = _VERBS_OF[obj_id]
+    found = []
     for verb in verbs:
-        vid = _VERB_IDS.get(verb) if type(verb) is str else None
-        if vid is None and type(verb) is str:
-            if not verb.strip():
-                continue
-            vid = verb_id(verb)
-        if vid in valid:
-            ids.add(vid)
-        elif vid is None:
-            _error(errors, f"item {index}: unknown verb {str(verb)[:30]!r}")
-        else:
-            _error(errors, f"item {index}: {VERBS[vid]!r} is not a verb of {OBJECTS[obj_id]!r}")
-    if not ids:
+        vid = table.get(verb) if type(verb) is str else None
+        if vid is not None or (vid := _slow_verb(verb, obj_id, index, errors)) is not None:
+            found.append(vid)
+    if not found:
         return _error(errors, f"item {index}: no valid verb")
-    return HOIPair(human, obj, obj_id, tuple(sorted(ids)))
+    return HOIPair(human, obj, obj_id, (found[0],) if len(found) == 1 else tuple(sorted(set(found))))
+
+
+def _slow_verb(verb: object, obj_id: int, index: int, errors: list[str]) -> int | None:
+    """Id of a verb not spelled exactly (valid with the object), or None after reporting why not; blanks skip."""
+    if type(verb) is str and not verb.strip():
+        return None
+    vid = verb_id(verb) if type(verb) is str else None
+    if vid is None:
+        _error(errors, f"item {index}: unknown verb {str(verb)[:30]!r}")
+    elif VERBS[vid] not in _VERBS_OF[obj_id]:
+        _error(errors, f"item {index}: {VERBS[vid]!r} is not a verb of {OBJECTS[obj_id]!r}")
+        vid = None
+    return vid
 
 
 def _error(errors: list[str], message: str) -> None:
@@ -192,19 +203,52 @@ def _error(errors: list[str], message: str) -> None:
         errors.append(message)
 
 
-# Repair path: a bounded recursive-descent parser over regex tokens (every pattern linear, no nested repeats).
+def _items(block: str, errors: list[str]) -> tuple[list, bool, bool]:
+    """The raw items of an answer block: ``(items, json_ok, truncated)``."""
+    try:
+        value = orjson.loads(block)
+        if type(value) is list:
+            return value, True, False
+    except orjson.JSONDecodeError:
+        pass
+    start = min((p for p in (block.find("["), block.find("{")) if p >= 0), default=-1)
+    if start < 0:
+        _error(errors, "no JSON list in the answer")
+        return [], False, False
+    # Cheap repairs first (orjson on a fixed-up copy); the token parser below handles everything else.
+    region = block[start : max(block.rfind("]"), block.rfind("}")) + 1]  # drops a fence or prose around it
+    value = _loads_list(region if block[start] == "[" else f"[{region}]")  # a bare sequence of items
+    if value is not None:
+        return value, False, False
+    if block[start] == "[":  # cut off: keep the list up to its last complete item
+        value = _loads_list(block[start : block.rfind("}") + 1] + "]")
+        if value is not None:
+            return value, False, True
+    return _repair_items(block, start, errors)
+
+
+_TRAILING_COMMA = re.compile(r",(\s*[\]}])")
+
+
+def _loads_list(text: str) -> list | None:
+    """The list in ``text`` as it stands or with single quotes and trailing commas fixed, or None."""
+    for candidate in (text, _TRAILING_COMMA.sub(r"\1", text if '"' in text else text.replace("'", '"'))):
+        try:
+            value = orjson.loads(candidate)
+            if type(value) is list:
+                return value
+        except orjson.JSONDecodeError:
+            pass
+    return None
+
+
+# A bounded recursive-descent parser over regex tokens (each pattern linear: no nested or ambiguous repeats).
 _TOKEN = re.compile(
-    r"""\s*(?:
-    (?P<punct>[\[\]{}:,])
-    |"(?P<dq>[^"\\]*(?:\\.[^"\\]*)*)"
-    |'(?P<sq>[^'\\]*(?:\\.[^'\\]*)*)'
-    |(?P<num>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|-?Infinity|NaN)
-    |(?P<word>true|false|null|True|False|None)
-    )""",
-    re.VERBOSE,
+    r"""\s*(?:([\[\]{}:,])|"([^"\\]*(?:\\.[^"\\]*)*)"|'([^'\\]*(?:\\.[^'\\]*)*)'"""
+    r"""|([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|-?Infinity|NaN|true|false|null|True|False|None))"""
 )
-_WORDS = {"true": True, "false": False, "null": None, "True": True, "False": False, "None": None}
-_FENCE_OR_PROSE = object()
+_LITERALS = {"true": True, "false": False, "null": None, "True": True, "False": False, "None": None}
+_PARTIAL = {word[:n] for word in (*_LITERALS, "NaN", "-Infinity", "Infinity") for n in range(1, len(word))}
 
 
 class _Incomplete(Exception):
@@ -212,49 +256,54 @@ class _Incomplete(Exception):
 
 
 class _Malformed(Exception):
-    """The text has something that is not (repairable) JSON."""
+    """The text holds something that is not (repairable) JSON."""
 
 
 class _Repair:
-    """Parses JSON with single quotes, trailing or missing commas and Python literals, depth-bounded."""
+    """Reads JSON with single quotes, trailing or missing commas, Python literals and NaN; depth-bounded."""
 
     def __init__(self, text: str, pos: int) -> None:
-        self.text, self.pos, self.end = text, pos, len(text)
+        self.text, self.pos = text, pos
 
     def token(self) -> tuple[str, object]:
+        """``(punctuation, None)`` or ``("", scalar value)``."""
         match = _TOKEN.match(self.text, self.pos)
         if match is None:
-            raise _Incomplete if not self.text[self.pos :].strip() else _Malformed(self.pos)
+            rest = self.text[self.pos :].strip()
+            if not rest or rest[0] in "\"'" or rest in _PARTIAL:  # the text ends inside a token
+                raise _Incomplete
+            raise _Malformed(f"answer is not JSON at character {self.pos}")
         self.pos = match.end()
-        kind = match.lastgroup
-        raw = match.group(kind)
-        if kind == "dq" or kind == "sq":
-            return "value", _string(raw, kind == "sq")
-        if kind == "num":
-            return "value", float(raw) if len(raw) > 18 or not raw.lstrip("+-").isdigit() else int(raw)
-        if kind == "word":
-            return "value", _WORDS[raw]
-        return raw, None
+        punct, double, single, scalar = match.groups()
+        if punct:
+            return punct, None
+        if scalar is None:
+            return "", _string(double, False) if double is not None else _string(single, True)
+        if scalar in _LITERALS:
+            return "", _LITERALS[scalar]
+        return "", float(scalar) if len(scalar) > 18 or not scalar.lstrip("+-").isdigit() else int(scalar)
 
-    def value(self, depth: int, kind: str, value: object) -> object:
-        if kind == "value":
+    def value(self, depth: int, punct: str, value: object) -> object:
+        if not punct:
             return value
-        if depth >= _MAX_DEPTH or kind not in "[{":
-            raise _Malformed(self.pos)
-        close = "]" if kind == "[" else "}"
-        result: list | dict = [] if kind == "[" else {}
+        if punct not in "[{":
+            raise _Malformed(f"unexpected {punct!r} at character {self.pos - 1}")
+        if depth >= _MAX_DEPTH:
+            raise _Malformed(f"answer nested deeper than {_MAX_DEPTH} levels")
+        close = "]" if punct == "[" else "}"
+        result: list | dict = [] if punct == "[" else {}
         while True:
-            kind, value = self.token()
-            if kind == ",":
-                continue
-            if kind == close:
+            punct, value = self.token()
+            if punct == close:
                 return result
-            if type(result) is list:
-                result.append(self.value(depth + 1, kind, value))
+            if punct == ",":
                 continue
-            if kind != "value" or type(value) is not str or self.token()[0] != ":":
-                raise _Malformed(self.pos)
-            result[value] = self.value(depth + 1, *self.token())
+            if close == "]":
+                result.append(self.value(depth + 1, punct, value))
+            elif punct or type(value) is not str or self.token()[0] != ":":
+                raise _Malformed(f"bad key at character {self.pos}")
+            else:
+                result[value] = self.value(depth + 1, *self.token())
 
 
 def _string(raw: str, single: bool) -> str:
@@ -268,55 +317,25 @@ def _string(raw: str, single: bool) -> str:
         return raw
 
 
-def _first_bracket(text: str) -> int:
-    positions = [p for p in (text.find("["), text.find("{")) if p >= 0]
-    return min(positions) if positions else -1
-
-
-def _items(block: str, errors: list[str]) -> tuple[list, bool, bool]:
-    """The raw items of an answer block: ``(items, json_ok, truncated)``."""
-    try:
-        value = json.loads(block)
-        if type(value) is list:
-            return value, True, False
-    except (ValueError, RecursionError):
-        pass
-    start = _first_bracket(block)
-    if start < 0:
-        _error(errors, "no JSON list in the answer")
-        return [], False, False
-    stop = max(block.rfind("]"), block.rfind("}"))
-    if stop > start:  # a fence or prose around strict JSON
-        try:
-            value = json.loads(block[start : stop + 1])
-            return (value if type(value) is list else [value]), False, False
-        except (ValueError, RecursionError):
-            pass
-    return _repair_items(block, start, errors)
-
-
 def _repair_items(block: str, start: int, errors: list[str]) -> tuple[list, bool, bool]:
-    repair = _Repair(block, start)
+    repair = _Repair(block, start + (block[start] == "["))
     items: list = []
-    in_list = block[start] == "["
-    if in_list:
-        repair.pos += 1
     try:
         while len(items) <= MAX_ITEMS:
-            try:
-                kind, value = repair.token()
-            except _Incomplete:
-                return items, False, in_list  # a bare sequence of objects may simply end
-            if kind == ",":
-                continue
-            if kind == "]" and in_list:
-                return items, False, False
-            items.append(repair.value(1, kind, value))
+            punct, value = repair.token()
+            if punct == "]":
+                break
+            if punct != ",":
+                items.append(repair.value(1, punct, value))
     except _Incomplete:
         return items, False, True
     except _Malformed as error:
-        _error(errors, f"answer is not JSON at character {error.args[0]}")
+        _error(errors, str(error))
     return items, False, False
+
+
+_TAG = re.compile(r"</?(?:think|answer)>")
+_TAGS_OK = (["<think>", "</think>", "<answer>", "</answer>"], ["</think>", "<answer>", "</answer>"])
 
 
 def _tags(text: str, prefilled_think: bool) -> tuple[bool, bool, bool, int, int]:
@@ -335,10 +354,7 @@ def _tags(text: str, prefilled_think: bool) -> tuple[bool, bool, bool, int, int]
     tags_ok = (
         has_think
         and has_answer
-        and text.count("<think>") == (0 if prefilled_think else 1)
-        and text.count("</think>") == 1
-        and text.count("<answer>") == 1
-        and text.count("</answer>") == 1
+        and _TAG.findall(text) == _TAGS_OK[prefilled_think]
         and (prefilled_think or not text[:think_open].strip())
         and not text[think_close + 8 : answer_open].strip()
         and not text[answer_close + 9 :].strip()
