@@ -1,0 +1,200 @@
+"""HOIDataset through verl's real RLHFDataset code and the tiny Qwen2.5-VL processor."""
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import torch
+from omegaconf import OmegaConf
+from transformers import AutoProcessor, AutoTokenizer
+from verl.utils.dataset.rl_dataset import RLHFDataset, get_dataset_class
+from verl.utils.tokenizer import build_multimodal_processor_inputs
+
+from verl_hoi.convert import ConvertOptions, iter_rows, row_schema, write_parquet
+from verl_hoi.frames import frame_extent
+from verl_hoi.hicodet import load_annotations
+from verl_hoi.prompts import build_messages
+from verl_hoi.verl_plugin.dataset import HOIDataset, processor_pixels
+
+TINY_MIN_PIXELS = 4 * 28 * 28
+TINY_MAX_PIXELS = 64 * 28 * 28
+
+
+def _convert(tmp_path: Path, annotations: Path, images: Path, **options) -> Path:
+    options = ConvertOptions(**{"min_pixels": TINY_MIN_PIXELS, "max_pixels": TINY_MAX_PIXELS, **options})
+    records = load_annotations(annotations)
+    path = tmp_path / f"{options.image_mode}_{options.frame}_{options.max_pixels}.parquet"
+    write_parquet(iter_rows(records, range(len(records)), images, options), path, row_schema(options.image_mode))
+    return path
+
+
+def _config(**overrides):
+    """verl's own data config, with our dataset class selected."""
+    import verl
+
+    base = OmegaConf.load(Path(verl.__file__).parent / "trainer/config/data/legacy_data.yaml")
+    custom = {
+        "custom_cls": {"path": "pkg://verl_hoi.verl_plugin.dataset", "name": "HOIDataset"},
+        "max_prompt_length": 8192,
+        "filter_overlong_prompts": False,
+        **overrides,
+    }
+    config = OmegaConf.merge(base, custom)
+    config.pop("tool_config_path")  # interpolations into the trainer config, absent here
+    config.pop("function_tool_path")
+    return config
+
+
+@pytest.fixture(scope="module")
+def processor(tiny_model_dir):
+    return AutoProcessor.from_pretrained(tiny_model_dir)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_model_dir):
+    return AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+def _dataset(path, tokenizer, processor, **overrides):
+    config = _config(**overrides)
+    cls = get_dataset_class(config)
+    assert cls is HOIDataset
+    return cls(data_files=[str(path)], tokenizer=tokenizer, config=config, processor=processor)
+
+
+def _processor_inputs(processor, messages, mm_processor_kwargs=None):
+    """What verl does with a row's raw_prompt before generation (and in its length filter)."""
+    images, _, _ = RLHFDataset._process_multi_modal_info(messages, image_patch_size=14, config=None)
+    text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    inputs = build_multimodal_processor_inputs(
+        processor, text=[text], images=images, mm_processor_kwargs=mm_processor_kwargs
+    )
+    return text, inputs
+
+
+def test_processor_pixels_of_tiny_model(processor):
+    assert processor_pixels(processor) == (TINY_MIN_PIXELS, TINY_MAX_PIXELS)
+    # data.mm_processor_kwargs.size wins over the processor's config, key by key
+    assert processor_pixels(processor, {"size": {"longest_edge": 99}}) == (TINY_MIN_PIXELS, 99)
+    assert processor_pixels(processor, {"size": {"shortest_edge": 10}}) == (10, TINY_MAX_PIXELS)
+    assert processor_pixels(None) is None
+    # transformers 5 ignores max_pixels as a call argument: refuse it rather than trust it
+    with pytest.raises(ValueError, match="data.mm_processor_kwargs.max_pixels is ignored"):
+        processor_pixels(processor, {"max_pixels": 99})
+
+
+@pytest.mark.parametrize("image_mode", ["embed", "path"])
+@pytest.mark.parametrize("frame", ["resized", "norm1000"])
+def test_rows_reach_the_processor_at_model_size(
+    tmp_path, sample_annotations, sample_images, tokenizer, processor, frame, image_mode
+):
+    path = _convert(tmp_path, sample_annotations, sample_images, frame=frame, image_mode=image_mode)
+    rows = pq.read_table(path).to_pylist()
+    dataset = _dataset(path, tokenizer, processor)
+    assert len(dataset) == 8
+    for index, row in enumerate(rows):
+        item = dataset[index]
+        # fields survive the dataset
+        assert item["data_source"] == "hico_det"
+        assert item["reward_model"] == row["reward_model"]
+        assert item["extra_info"] == row["extra_info"]
+        assert item["index"] == index
+        text, inputs = _processor_inputs(processor, item["raw_prompt"])
+        assert text.count("<|image_pad|>") == 1 and "<image>" not in text
+        ((t, grid_h, grid_w),) = inputs["image_grid_thw"].tolist()
+        width, height = row["extra_info"]["model_size"]
+        assert (t, grid_w * 14, grid_h * 14) == (1, width, height)
+        # the image expands into one token per 28x28 block
+        image_token = processor.tokenizer.convert_tokens_to_ids("<|image_pad|>")
+        assert int((inputs["input_ids"] == image_token).sum()) == width * height // (28 * 28)
+
+
+def test_sample_model_sizes(tmp_path, sample_annotations, sample_images, tokenizer, processor):
+    path = _convert(tmp_path, sample_annotations, sample_images)
+    sizes = [r["model_size"] for r in pq.read_table(path).column("extra_info").to_pylist()]
+    # 640x427 -> 252x168 (by hand: smart_resize with max 64 blocks of 28: sqrt(640*427/50176) = 2.33 ...)
+    assert sizes[0] == [252, 168]
+    # the portrait image 465x640: 168x252
+    assert sizes[6] == [168, 252]
+
+
+def test_prompt_rebuilt_from_config(tmp_path, sample_annotations, sample_images, tokenizer, processor):
+    path = _convert(tmp_path, sample_annotations, sample_images, frame="norm1000")
+    dataset = _dataset(path, tokenizer, processor, hoi={"prompt": "hoi_r1_plain"})
+    item = dataset[0]
+    expected = build_messages("hoi_r1_plain", "norm1000", frame_extent("norm1000", (640, 427), (252, 168)))
+    text = "".join(part["text"] for part in item["raw_prompt"][0]["content"] if part["type"] == "text")
+    assert text == expected[0]["content"].replace("<image>", "")
+    assert item["extra_info"]["prompt"] == "hoi_r1_plain"
+    # the parquet's own prompt (hoi_r1, with thinking) differs
+    assert "<think>" not in text and "<think>" in pq.read_table(path).column("prompt").to_pylist()[0][0]["content"]
+
+
+def test_unknown_prompt_fails_before_reading(tmp_path, tokenizer, processor):
+    with pytest.raises(ValueError, match="hoi_r1_plain"):
+        _dataset(tmp_path / "none.parquet", tokenizer, processor, hoi={"prompt": "nope"})
+
+
+def test_rows_for_another_pixel_budget_fail_loudly(tmp_path, sample_annotations, sample_images, tokenizer, processor):
+    # default Qwen2.5-VL budget (up to 1280 blocks): the tiny processor (64 blocks) would shrink the images
+    path = _convert(tmp_path, sample_annotations, sample_images, max_pixels=1280 * 28 * 28)
+    with pytest.raises(
+        ValueError, match=r"HICO_test2015_00000001.jpg: the processor \(min_pixels=3136, max_pixels=50176\)"
+    ):
+        _dataset(path, tokenizer, processor)
+    # ... unless the processor is told the rows' budget
+    budget = {"size": {"shortest_edge": TINY_MIN_PIXELS, "longest_edge": 1280 * 28 * 28}}
+    dataset = _dataset(path, tokenizer, processor, mm_processor_kwargs=budget)
+    _, inputs = _processor_inputs(processor, dataset[0]["raw_prompt"], budget)
+    assert inputs["image_grid_thw"].tolist() == [[1, 30, 46]]  # 644x420 pixels
+
+
+def _rewrite(path: Path, edit) -> Path:
+    rows = pq.read_table(path).to_pylist()
+    edit(rows)
+    out = path.with_name("edited.parquet")
+    pq.write_table(__import__("pyarrow").Table.from_pylist(rows, schema=pq.read_schema(path)), out)
+    return out
+
+
+def test_tampered_model_size_fails(tmp_path, sample_annotations, sample_images, tokenizer, processor):
+    path = _convert(tmp_path, sample_annotations, sample_images)
+
+    def edit(rows):
+        rows[3]["extra_info"]["model_size"] = [224, 168]
+
+    with pytest.raises(ValueError, match=r"HICO_test2015_00000004.jpg: model_size \[224, 168\] is not .* \[252, 168\]"):
+        _dataset(_rewrite(path, edit), tokenizer, processor)
+
+
+def test_image_entry_with_other_budget_fails(tmp_path, sample_annotations, sample_images, tokenizer, processor):
+    path = _convert(tmp_path, sample_annotations, sample_images)
+
+    def edit(rows):
+        rows[1]["images"][0]["max_pixels"] = 1280 * 28 * 28
+
+    dataset = _dataset(_rewrite(path, edit), tokenizer, processor)
+    dataset[0]  # other rows are fine
+    with pytest.raises(ValueError, match="image entry has max_pixels=1003520 but the row's boxes were made for"):
+        dataset[1]
+
+
+def test_image_of_other_size_fails(tmp_path, sample_annotations, sample_images, tokenizer, processor):
+    path = _convert(tmp_path, sample_annotations, sample_images, image_mode="path")
+
+    def edit(rows):  # image 116 is 465x640
+        rows[0]["images"][0]["image"] = rows[6]["images"][0]["image"]
+
+    dataset = _dataset(_rewrite(path, edit), tokenizer, processor)
+    with pytest.raises(ValueError, match=r"the image is 465x640 but extra_info image_size is \[640, 427\]"):
+        dataset[0]
+
+
+def test_ground_truth_is_answer_json(tmp_path, sample_annotations, sample_images, tokenizer, processor):
+    path = _convert(tmp_path, sample_annotations, sample_images, frame="original")
+    item = _dataset(path, tokenizer, processor)[2]
+    assert json.loads(item["reward_model"]["ground_truth"]) == [
+        {"human": [302, 182, 322, 236], "object": [234, 85, 444, 298], "object class": "boat", "verb class": ["ride"]}
+    ]
+    assert isinstance(item["dummy_tensor"], torch.Tensor)

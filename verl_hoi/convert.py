@@ -1,0 +1,308 @@
+"""HICO-DET annotations to verl ``RLHFDataset`` rows, and a streaming, atomic parquet writer for them.
+
+One row per image (``build_row``)::
+
+    {
+        "data_source": "hico_det",
+        "prompt": [{"role": "user", "content": "<image>..."}],   # verl_hoi.prompts.build_messages
+        "images": [{"bytes": b"...", "min_pixels": 3136, "max_pixels": 1003520}],  # or {"image": "/abs/path.jpg", ...}
+        "ability": "hoi",
+        "reward_model": {"style": "rule", "ground_truth": '[{"human": [..], "object": [..], ...}]'},
+        "extra_info": {"file_name", "image_size", "model_size", "frame", "min_pixels", "max_pixels",
+                       "split", "index", "prompt"},
+    }
+
+The ground truth is the answer JSON (``verl_hoi.answer.render_answer``) of the image's pairs grouped by
+(human box, object box, object) with all their verbs, boxes mapped into ``frame`` per axis and rounded
+to integers. ``min_pixels`` / ``max_pixels`` travel in the image entry because verl hands the entry's
+keys to ``qwen_vl_utils.fetch_image``, which then resizes the image to exactly ``model_size``.
+``index`` is the image's 0-based position in the annotation file, so rows of a split whose empty
+images were skipped still point at their annotation.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from verl_hoi.answer import HOIPair, render_answer
+from verl_hoi.frames import DEFAULT_FRAME, DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, FRAMES, frame_extent, model_size
+from verl_hoi.frames import to_frame as _to_frame
+from verl_hoi.hicodet import SPLITS, ImageAnnotation
+from verl_hoi.prompts import DEFAULT_PROMPT, build_messages, get_prompt
+from verl_hoi.vocab import HOI_CLASSES
+
+__all__ = [
+    "ABILITY",
+    "DATA_SOURCE",
+    "IMAGE_MODES",
+    "ConvertOptions",
+    "build_row",
+    "ground_truth_pairs",
+    "image_entry",
+    "iter_rows",
+    "missing_images",
+    "read_image",
+    "row_schema",
+    "select_images",
+    "write_parquet",
+]
+
+DATA_SOURCE = "hico_det"
+ABILITY = "hoi"
+IMAGE_MODES: tuple[str, ...] = ("embed", "path")
+"""``embed``: JPEG bytes inside the parquet; ``path``: absolute image paths."""
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    """How rows are built; validated on creation.
+
+    Attributes:
+        split: ``"train"`` or ``"test"``, written to ``extra_info["split"]``.
+        frame: coordinate frame of the ground truth and the prompt (``verl_hoi.frames.FRAMES``).
+        min_pixels, max_pixels: the pixel budget of the processor; they fix ``model_size``.
+        prompt: name of a registered prompt template (``verl_hoi.prompts``).
+        image_mode: ``"embed"`` or ``"path"`` (see :data:`IMAGE_MODES`).
+    """
+
+    split: str = "test"
+    frame: str = DEFAULT_FRAME
+    min_pixels: int = DEFAULT_MIN_PIXELS
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    prompt: str = DEFAULT_PROMPT
+    image_mode: str = "embed"
+
+    def __post_init__(self) -> None:
+        if self.split not in SPLITS:
+            raise ValueError(f"unknown split {self.split!r}; valid splits: {', '.join(SPLITS)}")
+        if self.frame not in FRAMES:
+            raise ValueError(f"unknown frame {self.frame!r}; valid frames: {', '.join(FRAMES)}")
+        if self.image_mode not in IMAGE_MODES:
+            raise ValueError(f"unknown image mode {self.image_mode!r}; valid modes: {', '.join(IMAGE_MODES)}")
+        if not 0 < self.min_pixels <= self.max_pixels:
+            raise ValueError(
+                f"need 0 < min_pixels <= max_pixels, got min_pixels={self.min_pixels}, max_pixels={self.max_pixels}"
+            )
+        get_prompt(self.prompt)  # raises ValueError listing the registered names
+
+
+def ground_truth_pairs(annotation: ImageAnnotation, frame: str, size: tuple[int, int]) -> list[HOIPair]:
+    """The image's pairs grouped by (human box, object box, object), boxes in ``frame`` rounded to integers.
+
+    Every ground-truth HOI class is a valid (verb, object) combination by construction, so all of an
+    image's verbs survive; items keep the order of their first pair.
+
+    Args:
+        annotation: one image's ground truth (raw 1-based ``[x1, y1, x2, y2]`` boxes).
+        frame: target frame name.
+        size: ``model_size`` (w, h) of the image (``verl_hoi.frames.model_size``).
+
+    >>> from verl_hoi.hicodet import GroundTruthPair
+    >>> a = ImageAnnotation("x.jpg", 640, 427, (GroundTruthPair((320, 306, 359, 349), (148, 345, 376, 414), 245),
+    ...                                         GroundTruthPair((320, 306, 359, 349), (148, 345, 376, 414), 244)))
+    >>> ground_truth_pairs(a, "resized", (644, 420))
+    [HOIPair(human=(322, 301, 361, 343), object=(149, 339, 378, 407), object_id=13, verb_ids=(49, 87))]
+    """
+    if not annotation.pairs:
+        return []
+    image_size = (annotation.width, annotation.height)
+    raw = np.array([[p.human, p.object] for p in annotation.pairs], dtype=np.float64)  # (N, 2, 4)
+    boxes = np.rint(_to_frame(raw, frame, image_size, size)).astype(np.int64).tolist()
+    groups: dict[tuple, set[int]] = {}
+    for (human, obj), pair in zip(boxes, annotation.pairs, strict=True):
+        verb, object_index = HOI_CLASSES[pair.hoi]
+        groups.setdefault((tuple(human), tuple(obj), object_index), set()).add(verb)
+    return [HOIPair(h, o, object_index, tuple(sorted(verbs))) for (h, o, object_index), verbs in groups.items()]
+
+
+@lru_cache(maxsize=4096)
+def _messages(prompt: str, frame: str, extent: tuple[int, int]) -> tuple[tuple[str, str], ...]:
+    return tuple((m["role"], m["content"]) for m in build_messages(prompt, frame, extent))
+
+
+def image_entry(image: bytes | str, options: ConvertOptions) -> dict[str, Any]:
+    """The ``images`` list item: ``{"bytes": ...}`` or ``{"image": path}``, plus the pixel budget.
+
+    >>> image_entry("/data/a.jpg", ConvertOptions(image_mode="path"))
+    {'image': '/data/a.jpg', 'min_pixels': 3136, 'max_pixels': 1003520}
+    """
+    key = "bytes" if isinstance(image, bytes) else "image"
+    return {key: image, "min_pixels": options.min_pixels, "max_pixels": options.max_pixels}
+
+
+def build_row(annotation: ImageAnnotation, index: int, image: bytes | str, options: ConvertOptions) -> dict[str, Any]:
+    """One verl ``RLHFDataset`` row (keys and types as in the module docstring).
+
+    Args:
+        annotation: the image's ground truth.
+        index: the image's position in the annotation file (``extra_info["index"]``).
+        image: JPEG bytes (embed mode) or the image path to store (path mode).
+        options: frame, pixel budget, prompt and split.
+    """
+    image_size = (annotation.width, annotation.height)
+    size = model_size(image_size, options.min_pixels, options.max_pixels)
+    extent = frame_extent(options.frame, image_size, size)
+    answer = render_answer(ground_truth_pairs(annotation, options.frame, size))
+    return {
+        "data_source": DATA_SOURCE,
+        "prompt": [
+            {"role": role, "content": content} for role, content in _messages(options.prompt, options.frame, extent)
+        ],
+        "images": [image_entry(image, options)],
+        "ability": ABILITY,
+        "reward_model": {"style": "rule", "ground_truth": answer},
+        "extra_info": {
+            "file_name": annotation.file_name,
+            "image_size": list(image_size),
+            "model_size": list(size),
+            "frame": options.frame,
+            "min_pixels": options.min_pixels,
+            "max_pixels": options.max_pixels,
+            "split": options.split,
+            "index": index,
+            "prompt": options.prompt,
+        },
+    }
+
+
+def row_schema(image_mode: str) -> Any:
+    """The pyarrow schema of :func:`build_row`'s rows for ``image_mode`` (one image key per file)."""
+    import pyarrow as pa
+
+    image_field = pa.field("bytes", pa.binary()) if image_mode == "embed" else pa.field("image", pa.string())
+    size = pa.list_(pa.int64())
+    return pa.schema(
+        [
+            ("data_source", pa.string()),
+            ("prompt", pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))),
+            ("images", pa.list_(pa.struct([image_field, ("min_pixels", pa.int64()), ("max_pixels", pa.int64())]))),
+            ("ability", pa.string()),
+            ("reward_model", pa.struct([("style", pa.string()), ("ground_truth", pa.string())])),
+            (
+                "extra_info",
+                pa.struct(
+                    [
+                        ("file_name", pa.string()),
+                        ("image_size", size),
+                        ("model_size", size),
+                        ("frame", pa.string()),
+                        ("min_pixels", pa.int64()),
+                        ("max_pixels", pa.int64()),
+                        ("split", pa.string()),
+                        ("index", pa.int64()),
+                        ("prompt", pa.string()),
+                    ]
+                ),
+            ),
+        ]
+    )
+
+
+def select_images(annotations: Sequence[ImageAnnotation], split: str) -> list[int]:
+    """Indices of the images a split converts: every image for ``test`` (evaluation must see all of
+    them), only images with at least one visible pair for ``train``.
+
+    >>> from verl_hoi.hicodet import GroundTruthPair
+    >>> empty = ImageAnnotation("a.jpg", 4, 4, ())
+    >>> full = ImageAnnotation("b.jpg", 4, 4, (GroundTruthPair((1, 1, 2, 2), (2, 2, 3, 3), 0),))
+    >>> select_images([empty, full], "test"), select_images([empty, full], "train")
+    ([0, 1], [1])
+    """
+    if split == "test":
+        return list(range(len(annotations)))
+    return [i for i, a in enumerate(annotations) if a.pairs]
+
+
+def iter_rows(
+    annotations: Sequence[ImageAnnotation], indices: Iterable[int], images_dir: str | Path, options: ConvertOptions
+) -> Iterator[dict[str, Any]]:
+    """Rows of ``annotations[i]`` for ``i`` in ``indices``, images read from ``images_dir`` (lazily, one at a time).
+
+    Raises:
+        FileNotFoundError: an image is missing (check first with :func:`missing_images`).
+        ValueError: an image cannot be read or its size differs from the annotation.
+    """
+    images_dir = Path(images_dir)
+    for index in indices:
+        annotation = annotations[index]
+        image = read_image(images_dir / annotation.file_name, annotation, options.image_mode)
+        yield build_row(annotation, index, image, options)
+
+
+def missing_images(annotations: Sequence[ImageAnnotation], images_dir: str | Path) -> list[str]:
+    """File names of ``annotations`` that are not files in ``images_dir``, in annotation order."""
+    images_dir = Path(images_dir)
+    return [a.file_name for a in annotations if not (images_dir / a.file_name).is_file()]
+
+
+def read_image(path: Path, annotation: ImageAnnotation, image_mode: str) -> bytes | str:
+    """The ``image`` argument of :func:`build_row`: file bytes or the absolute path.
+
+    The file's header (read lazily by PIL, no decoding) must give the annotated size, since the
+    ground-truth boxes are scaled by it.
+
+    Raises:
+        ValueError: the image cannot be opened or its size differs from the annotation.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    data = path.read_bytes() if image_mode == "embed" else None
+    try:
+        with Image.open(BytesIO(data) if data is not None else path) as image:
+            size = image.size
+    except (OSError, UnidentifiedImageError) as error:
+        raise ValueError(f"cannot read image {path}: {error}") from None
+    if size != (annotation.width, annotation.height):
+        raise ValueError(
+            f"image {path} is {size[0]}x{size[1]} but the annotation says {annotation.width}x{annotation.height}"
+        )
+    return data if data is not None else str(path.resolve())
+
+
+def write_parquet(rows: Iterable[dict[str, Any]], path: str | Path, schema: Any, *, rows_per_group: int = 256) -> int:
+    """Stream ``rows`` into ``path`` in row groups, atomically; returns the number of rows written.
+
+    Rows go to a temporary file in the same folder that replaces ``path`` only once complete, so
+    an error or Ctrl-C leaves the previous file (or none) and no partial one.
+
+    Args:
+        rows: dicts matching ``schema``.
+        path: output file; its folder must exist.
+        schema: a ``pyarrow.Schema`` (see :func:`row_schema`).
+        rows_per_group: rows buffered per parquet row group (bounds memory in embed mode).
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    tmp_name = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    count = 0
+    try:
+        with pq.ParquetWriter(tmp_name, schema) as writer:
+            for batch in _batches(rows, rows_per_group):
+                writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+                count += len(batch)
+        os.replace(tmp_name, path)
+    except BaseException:
+        tmp_name.unlink(missing_ok=True)
+        raise
+    return count
+
+
+def _batches(rows: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    batch: list[dict[str, Any]] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
