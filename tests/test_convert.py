@@ -1,0 +1,343 @@
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from verl_hoi.answer import HOIPair
+from verl_hoi.convert import (
+    ConvertOptions,
+    build_row,
+    ground_truth_pairs,
+    iter_rows,
+    missing_images,
+    row_schema,
+    select_images,
+    write_parquet,
+)
+from verl_hoi.hicodet import GroundTruthPair, ImageAnnotation, load_annotations
+from verl_hoi.prompts import build_messages
+
+REPO = Path(__file__).resolve().parents[1]
+CLI = REPO / "data_prep" / "hicodet_to_parquet.py"
+
+
+def _load_cli():
+    spec = importlib.util.spec_from_file_location("hicodet_to_parquet", CLI)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+cli = _load_cli()
+
+# ---------------------------------------------------------------------------------------------
+# ground truth
+
+H, OBJ = (10.0, 20.0, 110.0, 220.0), (50.0, 60.0, 150.0, 260.0)
+H2 = (200.0, 20.0, 300.0, 220.0)
+RIDE_MOTORCYCLE, SIT_ON_MOTORCYCLE, RIDE_BOAT = 153, 154, 38
+RIDE, SIT_ON, MOTORCYCLE, BOAT = 76, 87, 3, 8
+
+
+@pytest.mark.parametrize(
+    ("pairs", "expected"),
+    [
+        # two HOI classes on the same boxes: one item with both verbs, sorted by verb id
+        (
+            [(H, OBJ, SIT_ON_MOTORCYCLE), (H, OBJ, RIDE_MOTORCYCLE)],
+            [HOIPair((10, 20, 110, 220), (50, 60, 150, 260), MOTORCYCLE, (RIDE, SIT_ON))],
+        ),
+        # an exact duplicate pair: one item, one verb
+        (
+            [(H, OBJ, RIDE_MOTORCYCLE), (H, OBJ, RIDE_MOTORCYCLE)],
+            [HOIPair((10, 20, 110, 220), (50, 60, 150, 260), MOTORCYCLE, (RIDE,))],
+        ),
+        # same boxes, different objects: separate items
+        (
+            [(H, OBJ, RIDE_MOTORCYCLE), (H, OBJ, RIDE_BOAT)],
+            [
+                HOIPair((10, 20, 110, 220), (50, 60, 150, 260), MOTORCYCLE, (RIDE,)),
+                HOIPair((10, 20, 110, 220), (50, 60, 150, 260), BOAT, (RIDE,)),
+            ],
+        ),
+        # order of first appearance, a later pair joining the first item
+        (
+            [(H2, OBJ, RIDE_MOTORCYCLE), (H, OBJ, RIDE_MOTORCYCLE), (H2, OBJ, SIT_ON_MOTORCYCLE)],
+            [
+                HOIPair((200, 20, 300, 220), (50, 60, 150, 260), MOTORCYCLE, (RIDE, SIT_ON)),
+                HOIPair((10, 20, 110, 220), (50, 60, 150, 260), MOTORCYCLE, (RIDE,)),
+            ],
+        ),
+        # no pairs
+        ([], []),
+    ],
+)
+def test_ground_truth_grouping(pairs, expected):
+    annotation = ImageAnnotation("x.jpg", 400, 300, tuple(GroundTruthPair(h, o, c) for h, o, c in pairs))
+    assert ground_truth_pairs(annotation, "original", (392, 308)) == expected
+
+
+@pytest.mark.parametrize(
+    ("frame", "min_pixels", "max_pixels", "expected"),
+    [
+        # image 3 (640x425) as annotated
+        ("original", 3136, 1003520, [[302, 182, 322, 236], [234, 85, 444, 298]]),
+        # resized to 644x420: x * 644/640, y * 420/425; 302 * 1.00625 = 303.89 -> 304, 298 * 0.98824 = 294.49 -> 294
+        ("resized", 3136, 1003520, [[304, 180, 324, 233], [235, 84, 447, 294]]),
+        # resized to 252x168 (tiny budget): 302 * 252/640 = 118.9 -> 119, 236 * 168/425 = 93.3 -> 93
+        ("resized", 3136, 50176, [[119, 72, 127, 93], [92, 34, 175, 118]]),
+        # 0..1000: 302/640*1000 = 471.9 -> 472, 85/425*1000 = 200
+        ("norm1000", 3136, 1003520, [[472, 428, 503, 555], [366, 200, 694, 701]]),
+    ],
+)
+def test_sample_image_ground_truth(sample_annotations, frame, min_pixels, max_pixels, expected):
+    annotation = load_annotations(sample_annotations)[2]
+    options = ConvertOptions(frame=frame, min_pixels=min_pixels, max_pixels=max_pixels)
+    row = build_row(annotation, 2, "/images/HICO_test2015_00000003.jpg", options)
+    human, obj = expected
+    assert json.loads(row["reward_model"]["ground_truth"]) == [
+        {"human": human, "object": obj, "object class": "boat", "verb class": ["ride"]}
+    ]
+
+
+def test_sample_image_with_three_horse_pairs(sample_annotations):
+    annotation = load_annotations(sample_annotations)[1]
+    row = build_row(annotation, 1, b"", ConvertOptions(frame="original"))
+    item = '{"human": [%s], "object": [%s], "object class": "horse", "verb class": ["%s"]}'
+    items = [
+        item % ("226, 18, 340, 210", "174, 65, 393, 440", "hold"),
+        item % ("230, 19, 356, 212", "186, 62, 392, 438", "ride"),
+        item % ("234, 13, 342, 202", "179, 61, 433, 374", "walk"),
+    ]
+    assert row["reward_model"]["ground_truth"] == "[" + ", ".join(items) + "]"
+
+
+def test_row_layout(sample_annotations):
+    annotation = load_annotations(sample_annotations)[7]  # the image without pairs
+    options = ConvertOptions(image_mode="path", min_pixels=3136, max_pixels=50176)
+    row = build_row(annotation, 7, "/images/HICO_test2015_00000154.jpg", options)
+    assert row == {
+        "data_source": "hico_det",
+        # 640x480 over 50176 pixels: beta = sqrt(640 * 480 / 50176) = 2.474, sides floored to 28: 252x168
+        "prompt": build_messages("hoi_r1", "resized", (252, 168)),
+        "images": [{"image": "/images/HICO_test2015_00000154.jpg", "min_pixels": 3136, "max_pixels": 50176}],
+        "ability": "hoi",
+        "reward_model": {"style": "rule", "ground_truth": "[]"},
+        "extra_info": {
+            "file_name": "HICO_test2015_00000154.jpg",
+            "image_size": [640, 480],
+            "model_size": [252, 168],
+            "frame": "resized",
+            "min_pixels": 3136,
+            "max_pixels": 50176,
+            "split": "test",
+            "index": 7,
+            "prompt": "hoi_r1",
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"split": "val"}, "valid splits: train, test"),  # unknown split
+        ({"frame": "xyxy"}, "valid frames: resized, original, norm1000"),  # unknown frame
+        ({"image_mode": "url"}, "valid modes: embed, path"),  # unknown image mode
+        ({"min_pixels": 10, "max_pixels": 5}, "min_pixels <= max_pixels"),  # inverted budget
+        ({"prompt": "nope"}, "hoi_r1"),  # unknown prompt: the message lists the registered ones
+    ],
+)
+def test_bad_options(options, message):
+    with pytest.raises(ValueError, match=message):
+        ConvertOptions(**options)
+
+
+def test_select_images(sample_annotations):
+    records = load_annotations(sample_annotations)
+    assert select_images(records, "test") == list(range(8))
+    assert select_images(records, "train") == [0, 1, 2, 3, 4, 5, 6]  # image 154 has no pair
+
+
+# ---------------------------------------------------------------------------------------------
+# parquet writing
+
+
+def _rows(sample_annotations, sample_images, image_mode="embed"):
+    records = load_annotations(sample_annotations)
+    return iter_rows(records, range(8), sample_images, ConvertOptions(image_mode=image_mode))
+
+
+def test_embedded_bytes_are_the_file(tmp_path, sample_annotations, sample_images):
+    path = tmp_path / "test.parquet"
+    assert write_parquet(_rows(sample_annotations, sample_images), path, row_schema("embed"), rows_per_group=3) == 8
+    table = pq.read_table(path)
+    assert pq.ParquetFile(path).num_row_groups == 3  # 3 + 3 + 2 rows
+    images = table.column("images").to_pylist()
+    assert images[5][0]["bytes"] == (sample_images / "HICO_test2015_00000019.jpg").read_bytes()
+    assert [e["index"] for e in table.column("extra_info").to_pylist()] == list(range(8))
+
+
+def test_output_is_deterministic(tmp_path, sample_annotations, sample_images):
+    first, second = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    write_parquet(_rows(sample_annotations, sample_images), first, row_schema("embed"))
+    write_parquet(_rows(sample_annotations, sample_images), second, row_schema("embed"))
+    assert first.read_bytes() == second.read_bytes()
+
+
+@pytest.mark.parametrize("error", [ValueError("bad image"), KeyboardInterrupt()])
+def test_failed_write_leaves_previous_file_and_no_temp(tmp_path, sample_annotations, sample_images, error):
+    path = tmp_path / "test.parquet"
+    path.write_bytes(b"previous")
+
+    def rows():
+        yield from list(_rows(sample_annotations, sample_images))[:5]
+        raise error
+
+    with pytest.raises(type(error)):
+        write_parquet(rows(), path, row_schema("embed"), rows_per_group=2)
+    assert path.read_bytes() == b"previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["test.parquet"]
+
+
+def test_missing_images(tmp_path, sample_annotations, sample_images):
+    records = load_annotations(sample_annotations)
+    shutil.copy(sample_images / records[1].file_name, tmp_path)
+    assert missing_images(records[:3], tmp_path) == [records[0].file_name, records[2].file_name]
+
+
+def test_image_of_wrong_size(tmp_path, sample_annotations):
+    records = load_annotations(sample_annotations)
+    Image.new("RGB", (427, 640)).save(tmp_path / records[0].file_name)  # transposed
+    with pytest.raises(ValueError, match="is 427x640 but the annotation says 640x427"):
+        next(iter_rows(records, [0], tmp_path, ConvertOptions()))
+
+
+def test_unreadable_image(tmp_path, sample_annotations):
+    records = load_annotations(sample_annotations)
+    (tmp_path / records[0].file_name).write_bytes(b"not a jpeg")
+    with pytest.raises(ValueError, match="cannot read image"):
+        next(iter_rows(records, [0], tmp_path, ConvertOptions(image_mode="path")))
+
+
+# ---------------------------------------------------------------------------------------------
+# command line
+
+
+def _main(capsys, *argv):
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def train_sample(tmp_path, sample_annotations, sample_images):
+    """The sample renamed into a train split: annotations json and image folder."""
+    doc = json.loads(sample_annotations.read_text())
+    doc["filenames"] = [name.replace("test2015", "train2015") for name in doc["filenames"]]
+    images = tmp_path / "train_images"
+    images.mkdir()
+    for image in sample_images.iterdir():
+        shutil.copy(image, images / image.name.replace("test2015", "train2015"))
+    annotations = tmp_path / "instances_train2015.json"
+    annotations.write_text(json.dumps(doc))
+    return annotations, images
+
+
+def test_cli_train_skips_images_without_pairs(tmp_path, capsys, train_sample):
+    annotations, images = train_sample
+    code, out, err = _main(capsys, "--annotations", annotations, "--images", images, "--split", "train",
+                           "--out", tmp_path / "out", "--image-mode", "path")  # fmt: skip
+    assert code == 0
+    assert "skipping 1 training images without a visible pair" in err
+    table = pq.read_table(tmp_path / "out" / "train.parquet")
+    assert [e["index"] for e in table.column("extra_info").to_pylist()] == [0, 1, 2, 3, 4, 5, 6]
+    assert {e["split"] for e in table.column("extra_info").to_pylist()} == {"train"}
+    # path mode stores absolute paths
+    assert table.column("images").to_pylist()[0][0]["image"] == str((images / "HICO_train2015_00000001.jpg").resolve())
+
+
+def test_cli_test_keeps_every_image_and_options(tmp_path, capsys, sample_annotations, sample_images):
+    code, out, _ = _main(capsys, "--annotations", sample_annotations, "--images", sample_images, "--split", "test",
+                         "--out", tmp_path, "--frame", "norm1000", "--no-thinking", "--limit", "3",
+                         "--min-pixels", 3136, "--max-pixels", 50176)  # fmt: skip
+    assert code == 0 and out.strip() == f"wrote 3 rows to {tmp_path / 'test.parquet'}"
+    extra = pq.read_table(tmp_path / "test.parquet").column("extra_info").to_pylist()
+    # 640x427, 640x461 and 640x425 all become 252x168 under 50176 pixels
+    assert [(e["frame"], e["prompt"], e["max_pixels"], e["model_size"]) for e in extra] == [
+        ("norm1000", "hoi_r1_plain", 50176, [252, 168]),
+    ] * 3
+
+
+def test_cli_missing_images(tmp_path, capsys, sample_annotations, sample_images):
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in ("HICO_test2015_00000001.jpg", "HICO_test2015_00000002.jpg", "HICO_test2015_00000116.jpg"):
+        shutil.copy(sample_images / name, images)
+    args = ["--annotations", sample_annotations, "--images", images, "--split", "test", "--out", tmp_path / "out"]
+    code, _, err = _main(capsys, *args)
+    assert code == 2
+    assert err == (
+        f"error: 5 of 8 images missing from {images} (first: HICO_test2015_00000003.jpg); "
+        "use --skip-missing-images to leave them out\n"
+    )
+    assert not (tmp_path / "out").exists()
+    # --limit 2 only needs the first two images
+    assert _main(capsys, *args, "--limit", 2)[0] == 0
+    code, _, err = _main(capsys, *args, "--skip-missing-images")
+    assert code == 0 and "skipping 5 images missing" in err
+    extra = pq.read_table(tmp_path / "out" / "test.parquet").column("extra_info").to_pylist()
+    assert [e["index"] for e in extra] == [0, 1, 6]
+
+
+def test_cli_wrong_image_size_writes_nothing(tmp_path, capsys, sample_annotations, sample_images):
+    images = tmp_path / "images"
+    shutil.copytree(sample_images, images)
+    Image.new("RGB", (10, 10)).save(images / "HICO_test2015_00000008.jpg")
+    code, _, err = _main(capsys, "--annotations", sample_annotations, "--images", images, "--split", "test",
+                         "--out", tmp_path / "out")  # fmt: skip
+    assert code == 2 and "HICO_test2015_00000008.jpg is 10x10 but the annotation says 640x480" in err
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--prompt", "hoi_r1", "--no-thinking"], "error: --no-thinking conflicts with --prompt hoi_r1"),
+        (["--prompt", "nope"], "error: unknown prompt"),
+        (["--min-pixels", "60000", "--max-pixels", "50176"], "error: need 0 < min_pixels <= max_pixels"),
+    ],
+)
+def test_cli_bad_option_values(tmp_path, capsys, sample_annotations, sample_images, extra, message):
+    args = ["--annotations", sample_annotations, "--images", sample_images, "--split", "test", "--out", tmp_path]
+    code, _, err = _main(capsys, *args, *extra)
+    assert code == 2 and err.startswith(message) and err.count("\n") == 1
+
+
+def test_cli_subprocess_help_and_bad_path(tmp_path):
+    run = [sys.executable, str(CLI)]
+    done = subprocess.run([*run, "--help"], capture_output=True, text=True, check=False)
+    assert done.returncode == 0 and "--skip-missing-images" in done.stdout
+    done = subprocess.run(
+        [
+            *run,
+            "--annotations",
+            str(tmp_path / "nope.mat"),
+            "--images",
+            str(tmp_path),
+            "--split",
+            "test",
+            "--out",
+            str(tmp_path),
+        ],  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr == f"error: annotation file not found: {tmp_path / 'nope.mat'}\n"
