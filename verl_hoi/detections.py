@@ -1,0 +1,203 @@
+"""Model responses to scored HOI detections in the original image frame.
+
+A response is parsed with :func:`verl_hoi.answer.parse_answer`, its boxes are mapped back from the
+row's frame with :func:`verl_hoi.frames.from_frame`, every pair is expanded to one triplet per verb
+(pairs in answer order, verbs in id order) and each triplet gets a score by a policy
+(:data:`SCORE_POLICIES`):
+
+- ``rank`` (HOI-R1): the ``i``-th of ``n`` triplets scores ``1 - 0.5 * i / (n - 1)`` (1.0 when alone);
+- ``constant``: every triplet scores 1.0, so ties fall back to image order, then answer order;
+- ``logprob``: the mean log-probability of the generated tokens that overlap the characters of the
+  triplet's answer item (``{...}``), from the ``token_logprobs`` / ``token_offsets`` that
+  ``verl_hoi.predict --logprobs`` stores; all triplets of an item share it; a pair whose item text
+  cannot be located gets the mean over the whole answer;
+- ``given``: detections that already carry a ``score`` (not applicable to responses).
+
+At most :data:`MAX_PER_IMAGE` triplets per image are kept, the best scored (stable: earlier first),
+as HOI-R1's evaluation does.
+
+>>> response = ('<answer>[{"human": [0, 0, 50, 100], "object": [10, 10, 40, 40], "object class": "cup", '
+...             '"verb class": ["hold", "drink with"]}]</answer>')
+>>> dets = response_detections(response, frame="norm1000", image_size=(200, 100), model_size=(196, 112))
+>>> dets.hoi.tolist(), dets.score.tolist(), dets.human.tolist()
+([296, 297], [1.0, 0.5], [[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 10.0]])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from verl_hoi.answer import HOIPair, parse_answer
+from verl_hoi.frames import Size, from_frame
+from verl_hoi.vocab import hoi_id
+
+__all__ = [
+    "MAX_PER_IMAGE",
+    "SCORE_POLICIES",
+    "ImageDetections",
+    "item_spans",
+    "rank_scores",
+    "response_detections",
+    "triplets",
+]
+
+SCORE_POLICIES: tuple[str, ...] = ("given", "rank", "constant", "logprob")
+MAX_PER_IMAGE = 100
+
+
+@dataclass(frozen=True)
+class ImageDetections:
+    """The triplets of one image (``n`` of them), boxes ``[x1, y1, x2, y2]`` in the original frame.
+
+    Attributes:
+        hoi: ``(n,)`` int64 HOI class.
+        human, object: ``(n, 4)`` float64 boxes.
+        score: ``(n,)`` float64.
+        num_pairs: valid answer items parsed; ``num_invalid``: items dropped by the parser.
+    """
+
+    hoi: np.ndarray
+    human: np.ndarray
+    object: np.ndarray
+    score: np.ndarray
+    num_pairs: int = 0
+    num_invalid: int = 0
+
+
+def rank_scores(n: int) -> np.ndarray:
+    """HOI-R1's position score ``1 - 0.5 * i / (n - 1)`` for ``i = 0 .. n-1`` (``[1.0]`` for one).
+
+    >>> rank_scores(3).tolist(), rank_scores(1).tolist()
+    ([1.0, 0.75, 0.5], [1.0])
+    """
+    if n <= 1:
+        return np.ones(n)
+    return 1 - 0.5 * np.arange(n) / (n - 1)
+
+
+def triplets(pairs: Sequence[HOIPair]) -> tuple[np.ndarray, np.ndarray]:
+    """``(pair_index, hoi)``, both ``(n,)`` int64: one row per (pair, verb), answer order.
+
+    >>> from verl_hoi.vocab import object_id, verb_id
+    >>> triplets([HOIPair((0, 0, 1, 1), (0, 0, 1, 1), object_id("cup"), (verb_id("hold"), verb_id("wash")))])
+    (array([0, 0]), array([297, 303]))
+    """
+    rows = [(k, hoi_id(verb, pair.object_id)) for k, pair in enumerate(pairs) for verb in pair.verb_ids]
+    rows = [(k, h) for k, h in rows if h is not None]
+    if not rows:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    pair_index, hoi = np.array(rows, dtype=np.int64).T
+    return pair_index, hoi
+
+
+def item_spans(text: str) -> list[tuple[int, int]]:
+    """``[start, end)`` character spans of the top-level ``{...}`` objects after the think block.
+
+    Quotes (single or double) are honoured so braces inside names do not count. Linear time.
+
+    >>> item_spans('<think>{x}</think><answer>[{"a": "}"}, {"b": 1}]</answer>')
+    [(27, 37), (39, 47)]
+    """
+    think_end = text.find("</think>")
+    pos = think_end + len("</think>") if think_end >= 0 else 0
+    spans: list[tuple[int, int]] = []
+    depth, start, quote = 0, 0, ""
+    for i in range(pos, len(text)):
+        ch = text[i]
+        if quote:
+            if ch == quote and text[i - 1] != "\\":
+                quote = ""
+        elif ch in "\"'" and depth:
+            quote = ch
+        elif ch == "{":
+            if depth == 0:
+                start = i
+            depth += 1
+        elif ch == "}" and depth:
+            depth -= 1
+            if depth == 0:
+                spans.append((start, i + 1))
+    return spans
+
+
+def _pair_confidences(
+    text: str, pairs: Sequence[HOIPair], token_logprobs: Sequence[float], token_offsets: Sequence[int]
+) -> np.ndarray:
+    """``(len(pairs),)`` mean log-probability of the tokens overlapping each pair's item text."""
+    logprobs = np.asarray(token_logprobs, dtype=np.float64)
+    starts = np.asarray(token_offsets, dtype=np.int64)
+    if len(logprobs) != len(starts):
+        raise ValueError(f"token_logprobs has {len(logprobs)} entries but token_offsets has {len(starts)}")
+    ends = np.r_[starts[1:], len(text)] if len(starts) else starts
+
+    def mean_over(a: int, b: int) -> float:
+        inside = (starts < b) & (ends > a)
+        return float(logprobs[inside].mean()) if inside.any() else -np.inf
+
+    spans = item_spans(text)
+    fallback = mean_over(spans[0][0], spans[-1][1]) if spans else -np.inf
+    scores = np.full(len(pairs), fallback)
+    k = 0
+    for a, b in spans:
+        if k == len(pairs):
+            break
+        parsed = parse_answer(text[a:b]).pairs
+        if parsed and parsed[0] == pairs[k]:
+            scores[k] = mean_over(a, b)
+            k += 1
+    return scores
+
+
+def response_detections(
+    response: str,
+    *,
+    frame: str,
+    image_size: Size,
+    model_size: Size,
+    score_policy: str = "rank",
+    token_logprobs: Sequence[float] | None = None,
+    token_offsets: Sequence[int] | None = None,
+    prefilled_think: bool = False,
+    max_per_image: int = MAX_PER_IMAGE,
+) -> ImageDetections:
+    """Scored triplets of one response, boxes mapped from ``frame`` to the original image.
+
+    Args:
+        response: the generated text.
+        frame, image_size, model_size: the row's frame metadata (``verl_hoi.frames``).
+        score_policy: ``rank``, ``constant`` or ``logprob`` (see the module docstring).
+        token_logprobs, token_offsets: per generated token, its log-probability and the character
+            offset in ``response`` where its text starts (needed by ``logprob``).
+        prefilled_think: the chat template opened ``<think>`` (see ``parse_answer``).
+        max_per_image: keep this many best-scored triplets.
+
+    Raises:
+        ValueError: an unknown or inapplicable policy, missing log-probabilities, a bad frame.
+    """
+    if score_policy not in SCORE_POLICIES or score_policy == "given":
+        raise ValueError(f"score policy {score_policy!r} does not apply to responses; use rank, constant or logprob")
+    if score_policy == "logprob" and (token_logprobs is None or token_offsets is None):
+        raise ValueError("score policy 'logprob' needs token_logprobs and token_offsets (predict --logprobs)")
+    parsed = parse_answer(response, prefilled_think=prefilled_think)
+    pairs = parsed.pairs
+    pair_index, hoi = triplets(pairs)
+    boxes = np.array([[p.human, p.object] for p in pairs], dtype=np.float64).reshape(-1, 2, 4)
+    boxes = from_frame(boxes, frame, image_size, model_size)[pair_index]  # (n, 2, 4)
+    if score_policy == "rank":
+        score = rank_scores(len(hoi))
+    elif score_policy == "constant":
+        score = np.ones(len(hoi))
+    else:
+        score = _pair_confidences(response, pairs, token_logprobs, token_offsets)[pair_index]
+    keep = np.sort(np.argsort(-score, kind="stable")[:max_per_image])
+    return ImageDetections(
+        hoi=hoi[keep],
+        human=boxes[keep, 0],
+        object=boxes[keep, 1],
+        score=score[keep],
+        num_pairs=len(pairs),
+        num_invalid=parsed.num_invalid,
+    )
