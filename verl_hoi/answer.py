@@ -272,7 +272,7 @@ class _Repair:
             rest = self.text[self.pos :].strip()
             if not rest or rest[0] in "\"'" or rest in _PARTIAL:  # the text ends inside a token
                 raise _Incomplete
-            raise _Malformed(f"answer is not JSON at character {self.pos}")
+            raise _Malformed(f"answer is not JSON near character {self.pos}")
         self.pos = match.end()
         punct, double, single, scalar = match.groups()
         if punct:
@@ -287,7 +287,7 @@ class _Repair:
         if not punct:
             return value
         if punct not in "[{":
-            raise _Malformed(f"unexpected {punct!r} at character {self.pos - 1}")
+            raise _Malformed(f"answer is not JSON near character {self.pos}")
         if depth >= _MAX_DEPTH:
             raise _Malformed(f"answer nested deeper than {_MAX_DEPTH} levels")
         close = "]" if punct == "[" else "}"
@@ -301,7 +301,7 @@ class _Repair:
             if close == "]":
                 result.append(self.value(depth + 1, punct, value))
             elif punct or type(value) is not str or self.token()[0] != ":":
-                raise _Malformed(f"bad key at character {self.pos}")
+                raise _Malformed(f"answer is not JSON near character {self.pos}")
             else:
                 result[value] = self.value(depth + 1, *self.token())
 
@@ -381,11 +381,12 @@ def parse_answer(text: str, *, prefilled_think: bool = False) -> ParsedAnswer:
     >>> parsed.pairs[0].verb_ids, parsed.has_think, parsed.has_answer_tags, parsed.json_ok, parsed.truncated
     ((20, 36), True, False, False, False)
     """
-    errors: list[str] = []
     if not isinstance(text, str):
-        _error(errors, f"response is a {type(text).__name__}, not text")
-        text = ""
-    elif len(text) > MAX_TEXT_CHARS:
+        return ParsedAnswer(
+            (), False, False, False, False, False, 0, 0, (f"response is a {type(text).__name__}, not text",)
+        )
+    errors: list[str] = []
+    if len(text) > MAX_TEXT_CHARS:
         _error(errors, f"response longer than {MAX_TEXT_CHARS} characters; the rest is ignored")
         text = text[:MAX_TEXT_CHARS]
     has_think, has_answer, tags_ok, start, end = _tags(text, prefilled_think)
