@@ -626,15 +626,15 @@ class _Run:
 
     async def main(self, items: Iterator[TeacherItem], concurrency: int) -> None:
         # Workers keep draining the queue after a stop (budget or fatal error), so put() never
-        # blocks on dead consumers; the producer stops reading rows at the next item.
+        # blocks on dead consumers.
         queue: asyncio.Queue = asyncio.Queue(maxsize=2 * concurrency)
         workers = [asyncio.ensure_future(self._worker(queue)) for _ in range(concurrency)]
         try:
             for item in items:
                 if self.fatal or self.stats.stopped_by_cost:
-                    self._skip()
-                    break
-                await queue.put(item)
+                    self._skip()  # keep reading: every row's cache key is needed for the output
+                else:
+                    await queue.put(item)
             for _ in workers:
                 await queue.put(None)
             await asyncio.gather(*workers)

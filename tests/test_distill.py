@@ -1,0 +1,408 @@
+"""Distillation against a real OpenAI-compatible HTTP server on 127.0.0.1, driven by the real openai client."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import openai
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from verl_hoi.convert import ConvertOptions, iter_rows, row_schema, select_images, write_parquet
+from verl_hoi.distill import (
+    REJECT_REASONS,
+    FatalTeacherError,
+    Price,
+    TeacherClient,
+    TraceCache,
+    check_trace,
+    clean_trace,
+    distill,
+    estimate_image_tokens,
+    load_teacher_prompt,
+    prepare_item,
+    retry_delay,
+)
+from verl_hoi.hicodet import load_annotations
+
+REPO = Path(__file__).resolve().parents[1]
+CLI = REPO / "data_prep" / "distill_thinking.py"
+SECRET = "sk-test-Secret-7d1f0c"
+GOOD = "1. I count one person. 2. The person is holding something. 3. It is an object next to them. 4. So: hold."
+REPLIES = {
+    "refusal": "I'm sorry, but I can't help with identifying people in images.",
+    "leak": "Since the ground truth lists a single pair, there is one person riding.",
+    "empty": "   ",
+}
+
+
+# ---------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def rl_parquet(tmp_path_factory, sample_annotations, sample_images) -> Path:
+    """The sample's 7 images with pairs as RL rows (the converter's train split, small pixel budget)."""
+    path = tmp_path_factory.mktemp("rl") / "train.parquet"
+    annotations = load_annotations(sample_annotations)
+    options = ConvertOptions(split="train", min_pixels=4 * 28 * 28, max_pixels=64 * 28 * 28, prompt="hoi_r1_brief")
+    write_parquet(
+        iter_rows(annotations, select_images(annotations, "train"), sample_images, options), path, row_schema("embed")
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def rows(rl_parquet) -> list[dict]:
+    return pq.read_table(rl_parquet).to_pylist()
+
+
+@pytest.fixture(scope="module")
+def names(rows) -> list[str]:
+    return [row["extra_info"]["file_name"] for row in rows]
+
+
+class FakeTeacher:
+    """/v1/chat/completions on 127.0.0.1. ``plan[file_name]`` lists the actions of its successive requests
+    (the last one repeats; default ``good``); the item is recognised by its image. Counts requests per item."""
+
+    def __init__(self, rows: list[dict]):
+        template = load_teacher_prompt()
+        self.items = {}
+        for i, row in enumerate(rows):
+            url = prepare_item(i, row, template, "m").messages[0]["content"][0]["image_url"]["url"]
+            self.items[hashlib.sha256(url.encode()).hexdigest()] = row["extra_info"]["file_name"]
+        self.plan: dict[str, list[str]] = {}
+        self.counts: Counter = Counter()
+        self.auth: set[str] = set()
+        self.release = threading.Event()
+        self.lock = threading.Lock()
+        teacher = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                teacher.auth.add(self.headers.get("Authorization", ""))
+                url = body["messages"][0]["content"][0]["image_url"]["url"]
+                item = teacher.items.get(hashlib.sha256(url.encode()).hexdigest(), "?")
+                with teacher.lock:
+                    actions = teacher.plan.get(item, ["good"])
+                    action = actions[min(teacher.counts[item], len(actions) - 1)]
+                    teacher.counts[item] += 1
+                if action in ("429", "500", "401"):
+                    headers = {"Retry-After": "7"} if action == "429" else {}
+                    return self._send(int(action), {"error": {"message": "no", "type": "x"}}, headers)
+                if action == "slow":
+                    time.sleep(1.5)
+                if action == "hold":
+                    teacher.release.wait(60)
+                text = REPLIES.get(action, GOOD)
+                choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+                if action == "length":
+                    choice["finish_reason"] = "length"
+                usage = {"prompt_tokens": 1000, "completion_tokens": 100, "total_tokens": 1100}
+                reply = {"id": "c", "object": "chat.completion", "created": 0, "model": body["model"]}
+                self._send(200, {**reply, "choices": [choice], "usage": usage})
+
+            def _send(self, status, payload, headers=None):
+                data = json.dumps(payload).encode()
+                try:
+                    self.send_response(status)
+                    for key, value in {"Content-Type": "application/json", **(headers or {})}.items():
+                        self.send_header(key, value)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (timeout test)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def server(rows):
+    teacher = FakeTeacher(rows)
+    yield teacher
+    teacher.close()
+
+
+def _teacher(server, delays: list, **kwargs) -> TeacherClient:
+    async def record(delay: float) -> None:
+        delays.append(delay)
+
+    client = openai.AsyncOpenAI(api_key=SECRET, base_url=server.url, timeout=0.5, max_retries=0)
+    return TeacherClient(client, "m", backoff_base=0.01, sleep=record, **kwargs)
+
+
+def _cache_lines(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "cache.jsonl").read_text().splitlines()]
+
+
+# ---------------------------------------------------------------- library against the server
+
+
+async def test_mixed_replies_retries_filters_and_resume(server, rows, names, tmp_path):
+    plan = {
+        names[1]: ["refusal"],  # rejected: refusal
+        names[2]: ["leak"],  # rejected: says it was given the answer
+        names[3]: ["429", "good"],  # rate limited once, Retry-After: 7
+        names[4]: ["500", "good"],  # server error once
+        names[5]: ["slow", "good"],  # client timeout (0.5 s) once
+        names[6]: ["empty"],  # rejected: empty
+    }
+    server.plan.update(plan)
+    delays: list[float] = []
+    price = Price(0.15, 0.60)
+    stats, keys = await distill(
+        rows, tmp_path, model="m", teacher=_teacher(server, delays), price=price, concurrency=4, progress=False
+    )
+    assert (stats.items, stats.ok, stats.failed, stats.skipped) == (7, 4, 0, 0)
+    assert dict(stats.rejected) == {"refusal": 1, "leak": 1, "empty": 1}
+    assert (stats.requests, stats.retries) == (10, 3)
+    assert (stats.prompt_tokens, stats.completion_tokens) == (7000, 700)
+    assert stats.cost == pytest.approx(7000 * 0.15e-6 + 700 * 0.60e-6)  # 0.00147 USD
+    # Retry-After: 7 is honoured exactly (backoff alone would be <= 0.01 s); the others back off briefly.
+    assert sorted(delays)[-1] == 7.0 and len(delays) == 3 and max(sorted(delays)[:2]) <= 0.01
+    assert server.counts == Counter({n: 2 if n in names[3:6] else 1 for n in names})
+    lines = _cache_lines(tmp_path)
+    assert sorted(line["key"] for line in lines) == sorted(keys) and len(set(keys)) == 7
+    status = {line["file_name"]: (line["status"], line["reason"]) for line in lines}
+    assert status[names[0]] == ("ok", None) and status[names[1]] == ("rejected", "refusal")
+    assert status[names[6]] == ("rejected", "empty")
+    assert {line["thinking"] for line in lines if line["status"] == "ok"} == {GOOD}
+    assert SECRET not in (tmp_path / "cache.jsonl").read_text() and server.auth == {f"Bearer {SECRET}"}
+
+    # A second run sends nothing: everything finished is cached, rejected ones included.
+    stats, again = await distill(rows, tmp_path, model="m", teacher=_teacher(server, []), progress=False)
+    assert (stats.cached_ok, stats.cached_rejected, stats.requests) == (4, 3, 0) and again == keys
+    assert sum(server.counts.values()) == 10
+
+    # --retry-rejected asks again for the three rejected items only; the refusal now succeeds.
+    server.plan[names[1]] = ["good"]
+    stats, _ = await distill(
+        rows, tmp_path, model="m", teacher=_teacher(server, []), retry_rejected=True, progress=False
+    )
+    assert (stats.cached_ok, stats.ok, stats.requests) == (4, 1, 3)
+    assert dict(stats.rejected) == {"leak": 1, "empty": 1}
+    assert TraceCache(tmp_path / "cache.jsonl").get(keys[1])["status"] == "ok"
+
+
+async def test_max_cost_stops_before_the_budget_can_be_exceeded(server, rows, tmp_path):
+    # Worst case per request: 1000 max tokens at 1 USD/M output = 0.001 (input free); each reply
+    # costs 100 tokens = 0.0001. Budget 0.00115: request 1 reserves 0.001, request 2 needs
+    # 0.0001 + 0.001 = 0.0011 <= 0.00115, request 3 would need 0.0002 + 0.001 > 0.00115.
+    teacher = _teacher(server, [], max_tokens=1000)
+    stats, _ = await distill(
+        rows,
+        tmp_path,
+        model="m",
+        teacher=teacher,
+        price=Price(0.0, 1.0),
+        max_cost=0.00115,
+        concurrency=1,
+        progress=False,
+    )
+    assert (stats.ok, stats.skipped, stats.stopped_by_cost, stats.requests) == (2, 5, True, 2)
+    assert stats.cost == pytest.approx(0.0002)
+    assert len(_cache_lines(tmp_path)) == 2 and sum(server.counts.values()) == 2
+
+
+async def test_rejected_credentials_stop_the_run(server, rows, names, tmp_path):
+    server.plan.update({name: ["401"] for name in names})
+    with pytest.raises(FatalTeacherError, match="401"):
+        await distill(rows, tmp_path, model="m", teacher=_teacher(server, []), concurrency=2, progress=False)
+    assert (tmp_path / "cache.jsonl").read_text() == "" and sum(server.counts.values()) <= 2
+
+
+async def test_dry_run_sends_nothing(server, rows, tmp_path):
+    teacher = TeacherClient(None, "gpt-4o-mini", max_tokens=500)
+    stats, _ = await distill(rows, tmp_path, model="gpt-4o-mini", teacher=teacher, dry_run=True, progress=False)
+    template = load_teacher_prompt()
+    expected = sum(prepare_item(i, r, template, "gpt-4o-mini").est_input_tokens for i, r in enumerate(rows))
+    assert (stats.est_input_tokens, stats.est_max_output_tokens, stats.est_output_tokens) == (expected, 3500, 2800)
+    assert sum(server.counts.values()) == 0 and _cache_lines(tmp_path) == []
+
+
+# ---------------------------------------------------------------- the command line, killed and resumed
+
+
+def _cli(*args: str, env: dict | None = None, **kwargs) -> subprocess.Popen:
+    full_env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"} | (env or {})
+    return subprocess.Popen(
+        [sys.executable, str(CLI), *args],
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
+
+
+def test_cli_killed_midway_resumes_without_repeats(server, rl_parquet, names, tmp_path):
+    out = tmp_path / "out"
+    server.plan[names[3]] = ["hold"]  # the 4th request hangs until the run is killed
+    args = ["--data", str(rl_parquet), "--out", str(out), "--model", "m", "--base-url", server.url]
+    args += ["--concurrency", "1", "--input-price", "0.15", "--output-price", "0.6"]
+    run = _cli(*args, env={"OPENAI_API_KEY": SECRET})
+    deadline = time.monotonic() + 60
+    while server.counts[names[3]] == 0 and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    run.send_signal(signal.SIGKILL)
+    run.communicate()
+    assert [line["file_name"] for line in _cache_lines(out)] == names[:3]
+    assert not (out / "sft.parquet").exists()
+
+    server.plan[names[3]] = ["good"]
+    server.release.set()
+    done = _cli(*args, env={"OPENAI_API_KEY": SECRET})
+    stdout, stderr = done.communicate(timeout=120)
+    assert done.returncode == 0, stderr
+    # Finished items were not asked again; only the one in flight at the kill was.
+    assert server.counts == Counter({n: 2 if n == names[3] else 1 for n in names})
+    lines = _cache_lines(out)
+    assert len(lines) == 7 and len({line["key"] for line in lines}) == 7
+    table = pq.read_table(out / "sft.parquet").to_pylist()
+    assert [row["extra_info"]["file_name"] for row in table] == names
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["sft_rows"] == 7 and summary["all_runs"]["prompt_tokens"] == 7000
+    assert summary["this_run"]["requests"] == 4 and summary["all_runs"]["cost"] == pytest.approx(7 * 0.00021)
+    assert "this run: 4 accepted" in stdout and "cost $0.0008" in stdout  # 4 * 0.00021 = 0.00084
+    for text in [stdout, stderr] + [p.read_text(errors="replace") for p in out.iterdir() if p.is_file()]:
+        assert SECRET not in text
+    assert server.auth == {f"Bearer {SECRET}"}
+
+
+def test_cli_dry_run_and_usage_errors(server, rl_parquet, tmp_path):
+    out = tmp_path / "out"
+    dry = _cli("--data", str(rl_parquet), "--out", str(out), "--dry-run", "--limit", "3")
+    stdout, stderr = dry.communicate(timeout=60)
+    assert dry.returncode == 0, stderr
+    assert "dry run: 3 rows, 0 already cached, 3 requests" in stdout and "estimated cost: $" in stdout
+    assert sum(server.counts.values()) == 0 and not (out / "sft.parquet").exists()
+    cases = [
+        # (arguments, environment, message)
+        (["--data", str(tmp_path / "none.parquet"), "--out", str(out)], {}, "no such file"),  # missing input
+        (["--data", str(rl_parquet), "--out", str(out)], {}, "OPENAI_API_KEY"),  # no key for api.openai.com
+        (
+            ["--data", str(rl_parquet), "--out", str(out), "--model", "x", "--max-cost", "1"],
+            {"OPENAI_API_KEY": "k"},
+            "--input-price",
+        ),  # a budget without a price
+        (["--data", str(rl_parquet), "--out", str(out), "--concurrency", "0"], {}, "must be >= 1"),  # bad value
+    ]
+    for args, env, message in cases:
+        run = _cli(*args, env=env)
+        _, stderr = run.communicate(timeout=60)
+        assert run.returncode == 2 and message in stderr and "Traceback" not in stderr, (args, stderr)
+
+
+# ---------------------------------------------------------------- pure parts
+
+
+def test_torn_last_line_is_dropped_and_appends_continue(tmp_path):
+    path = tmp_path / "cache.jsonl"
+    good = [json.dumps({"key": k, "status": "ok", "thinking": "t"}) + "\n" for k in ("a", "b")]
+    path.write_text("".join(good) + '{"key": "c", "stat')  # killed in the middle of a write
+    cache = TraceCache(path)
+    assert (len(cache), cache.dropped_tail) == (2, len('{"key": "c", "stat'))
+    cache.append({"key": "c", "status": "ok", "thinking": "t"})
+    cache.close()
+    assert [json.loads(line)["key"] for line in path.read_text().splitlines()] == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize(
+    ("text", "finish_reason", "reason"),
+    [
+        ("Two people stand by a horse; the left one holds its reins.", "stop", None),  # a fine trace
+        ("", "stop", "empty"),  # nothing
+        ("One person.", "length", "too_long"),  # cut by the token limit
+        ("x" * 4001, "stop", "too_long"),  # over max_chars
+        ("I'm sorry, but I can't help with that.", "stop", "refusal"),  # refusal
+        ("Sorry, I cannot identify people.", "stop", "refusal"),  # refusal, other wording
+        ("As an AI, I cannot see images.", "stop", "refusal"),  # refusal, AI disclaimer
+        ("The ground truth shows one pair.", "stop", "leak"),  # names the ground truth
+        ("Matching the provided answer, one person rides.", "stop", "leak"),  # names the given answer
+        ("I was given the annotations, so: hold.", "stop", "leak"),  # says it was given labels
+        ("One person.</think><answer>[]</answer>", "stop", "tags"),  # would break the target format
+        ("The person says sorry to the dog and pets it.", "stop", None),  # 'sorry' not at the start
+    ],
+)
+def test_check_trace(text, finish_reason, reason):
+    assert check_trace(clean_trace(text), finish_reason=finish_reason) == reason
+
+
+@given(st.text(max_size=300))
+def test_check_trace_never_raises(text):
+    assert check_trace(clean_trace(text)) in (None, *REJECT_REASONS)
+
+
+def _error(status: int, headers: dict) -> openai.APIStatusError:
+    response = httpx.Response(status, headers=headers, request=httpx.Request("POST", "http://127.0.0.1/v1"))
+    return openai.APIStatusError("x", response=response, body=None)
+
+
+class _Half(random.Random):
+    def random(self) -> float:
+        return 0.5  # jitter factor 0.5 + 0.5 * 0.5 = 0.75
+
+
+@pytest.mark.parametrize(
+    ("headers", "attempt", "expected"),
+    [
+        ({}, 1, 0.75),  # no header: base 1 s * 0.75 jitter
+        ({}, 3, 3.0),  # 1 * 2**2 * 0.75
+        ({}, 10, 45.0),  # capped at 60 * 0.75
+        ({"Retry-After": "7"}, 1, 7.0),  # seconds from the server win over a shorter backoff
+        ({"Retry-After": "0.1"}, 3, 3.0),  # a shorter Retry-After does not shorten the backoff
+        ({"retry-after-ms": "2500"}, 1, 2.5),  # milliseconds variant
+        ({"Retry-After": "3600"}, 1, 600.0),  # absurd waits are capped at 10 minutes
+        ({"Retry-After": "soon"}, 1, 0.75),  # unparseable: ignored
+    ],
+)
+def test_retry_delay(headers, attempt, expected):
+    assert retry_delay(_error(429, headers), attempt, rng=_Half()) == pytest.approx(expected)
+
+
+def test_retry_delay_http_date():
+    when = time.time() + 30
+    header = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(when))
+    assert 25 <= retry_delay(_error(503, {"Retry-After": header}), 1, rng=_Half()) <= 31
+
+
+@pytest.mark.parametrize(
+    ("size", "model", "detail", "tokens"),
+    [
+        ((640, 480), "gpt-4o", "auto", 85 + 170 * 2),  # small: not scaled, 2x1 tiles
+        ((2048, 4096), "gpt-4o", "high", 85 + 170 * 6),  # 1024x2048 -> 768x1536: 2x3 tiles
+        ((640, 480), "gpt-4o-mini", "high", 2833 + 5667 * 2),  # mini's larger token counts
+        ((4000, 3000), "gpt-4o-mini", "low", 2833),  # low detail: base only
+    ],
+)
+def test_estimate_image_tokens(size, model, detail, tokens):
+    assert estimate_image_tokens(size, model, detail) == tokens
