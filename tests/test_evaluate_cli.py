@@ -1,0 +1,280 @@
+"""``python -m verl_hoi.evaluate``: the three kinds of prediction lines, line order, missing and
+unknown images, verl validation dumps, anno.mat Known-Object labels, and user mistakes."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.io import savemat
+
+from verl_hoi.answer import render_answer, render_response
+from verl_hoi.convert import ConvertOptions, ground_truth_pairs, iter_rows, row_schema, select_images, write_parquet
+from verl_hoi.evaluate import main, read_jsonl
+from verl_hoi.frames import model_size
+from verl_hoi.hicodet import load_annotations
+from verl_hoi.vocab import HOI_CLASSES, NUM_HOI
+
+
+def write_lines(path: Path, lines: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return path
+
+
+def gt_detection_lines(annotations_path: Path, score: float | None = 1.0) -> list[dict]:
+    """Ground truth as detection lines, one per image with pairs."""
+    lines = []
+    for record in load_annotations(annotations_path):
+        if record.pairs:
+            dets = [{"human": list(p.human), "object": list(p.object), "hoi": p.hoi} for p in record.pairs]
+            if score is not None:
+                dets = [d | {"score": score} for d in dets]
+            lines.append({"file_name": record.file_name, "detections": dets})
+    return lines
+
+
+def gt_response_lines(annotations_path: Path, frame: str) -> list[dict]:
+    """Ground truth rendered as model responses in ``frame``, with the frame metadata."""
+    lines = []
+    for record in load_annotations(annotations_path):
+        size = model_size((record.width, record.height))
+        answer = render_answer(ground_truth_pairs(record, frame, size))
+        lines.append(
+            {
+                "file_name": record.file_name,
+                "response": render_response(answer, "people and things"),
+                "frame": frame,
+                "image_size": [record.width, record.height],
+                "model_size": list(size),
+            }
+        )
+    return lines
+
+
+def evaluate(capsys, *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_ground_truth_detections_give_100_and_a_complete_json(tmp_path, capsys, caplog, sample_annotations):
+    preds = write_lines(tmp_path / "p.jsonl", gt_detection_lines(sample_annotations))
+    code, out, err = evaluate(
+        capsys,
+        "--annotations",
+        str(sample_annotations),
+        "--predictions",
+        str(preds),
+        "--json",
+        str(tmp_path / "r.json"),
+    )
+    assert code == 0, err
+    assert "Default       mAP         100.00    100.00    100.00" in out
+    assert "Known-Object  mAP         100.00    100.00    100.00" in out
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert set(result) == {"default", "known_object", "recall", "num_classes", "settings", "per_class"}
+    for setting in ("default", "known_object"):
+        assert set(result[setting]) == {"full", "rare", "non_rare"}
+        assert round(result[setting]["full"], 2) == 100.0
+    settings = result["settings"]
+    assert settings["score_policy"] == "given"
+    assert settings["known_object_source"].startswith("images with box ground truth")
+    assert (settings["num_images"], settings["num_images_predicted"], settings["num_images_missing"]) == (8, 7, 1)
+    assert settings["num_detections"] == settings["num_ground_truth_pairs"]
+    assert len(result["per_class"]["ap"]["default"]) == NUM_HOI
+    # A class without ground truth in the sample is null, not a number.
+    assert result["per_class"]["ap"]["default"][result["per_class"]["npos"].index(0)] is None
+    assert "1 of 8 annotated images have no prediction line" in caplog.text
+
+
+def test_line_order_does_not_matter(tmp_path, capsys, sample_annotations):
+    # Constant scores: every tie is broken by image order, then position in the line.
+    lines = gt_detection_lines(sample_annotations)
+    for line in lines:  # a wrong copy first in each image makes the order visible in the AP
+        first = line["detections"][0]
+        line["detections"].insert(0, first | {"human": [1, 1, 2, 2]})
+    results = []
+    for seed in (0, 1):
+        shuffled = lines[:]
+        random.Random(seed).shuffle(shuffled)
+        preds = write_lines(tmp_path / f"p{seed}.jsonl", shuffled)
+        out = tmp_path / f"r{seed}.json"
+        code, _, err = evaluate(
+            capsys, "--annotations", str(sample_annotations), "--predictions", str(preds), "--json", str(out)
+        )
+        assert code == 0, err
+        results.append(json.loads(out.read_text()))
+    assert results[0]["default"] == results[1]["default"]
+    assert results[0]["per_class"] == results[1]["per_class"]
+    assert results[0]["default"]["full"] < 100
+
+
+@pytest.mark.parametrize("frame", ["resized", "original", "norm1000"])
+def test_ground_truth_responses_give_100(tmp_path, capsys, sample_annotations, frame):
+    preds = write_lines(tmp_path / "p.jsonl", gt_response_lines(sample_annotations, frame))
+    code, out, err = evaluate(
+        capsys,
+        "--annotations",
+        str(sample_annotations),
+        "--predictions",
+        str(preds),
+        "--json",
+        str(tmp_path / "r.json"),
+    )
+    assert code == 0, err
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert round(result["default"]["full"], 2) == 100.0
+    assert result["settings"]["score_policy"] == "rank"
+    assert result["settings"]["prediction_stats"]["frames"] == {frame: 8}
+
+
+def test_constant_policy_on_responses_and_given_is_rejected(tmp_path, capsys, sample_annotations):
+    preds = write_lines(tmp_path / "p.jsonl", gt_response_lines(sample_annotations, "resized"))
+    args = ["--annotations", str(sample_annotations), "--predictions", str(preds)]
+    assert evaluate(capsys, *args, "--score-policy", "constant")[0] == 0
+    code, out, err = evaluate(capsys, *args, "--score-policy", "given")
+    assert code == 2 and err.startswith("error: ") and "'given' needs detections" in err and not out
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ({"file_name": "HICO_test2015_99999999.jpg", "detections": []}, "is not in the annotations"),
+        ({"file_name": "HICO_test2015_00000001.jpg"}, "needs 'detections' or 'response'"),
+        ({"file_name": "HICO_test2015_00000001.jpg", "detections": [{"hoi": 600}]}, "every detection needs"),
+        (
+            {
+                "file_name": "HICO_test2015_00000001.jpg",
+                "detections": [{"human": [1, 1, 2, 2], "object": [1, 1, 2, 2]}],
+            },
+            "every detection needs",
+        ),
+        ({"file_name": "HICO_test2015_00000001.jpg", "response": "[]"}, "needs its 'frame'"),
+    ],
+)
+def test_bad_lines_are_one_line_errors(tmp_path, capsys, sample_annotations, line, message):
+    preds = write_lines(tmp_path / "p.jsonl", [line])
+    code, _, err = evaluate(capsys, "--annotations", str(sample_annotations), "--predictions", str(preds))
+    assert code == 2 and message in err and err.count("\n") == 1
+
+
+def test_repeated_file_name_is_an_error(tmp_path, capsys, sample_annotations):
+    line = {"file_name": "HICO_test2015_00000001.jpg", "detections": []}
+    preds = write_lines(tmp_path / "p.jsonl", [line, line])
+    code, _, err = evaluate(capsys, "--annotations", str(sample_annotations), "--predictions", str(preds))
+    assert code == 2 and "already predicted on line 1" in err
+
+
+def test_cut_off_last_line_is_skipped(tmp_path, sample_annotations):
+    path = tmp_path / "p.jsonl"
+    path.write_text('{"file_name": "a", "detections": []}\n{"file_name": "b", "detec')
+    assert [line["file_name"] for _, line in read_jsonl(path)] == ["a"]
+    path.write_text('{"file_name": "a"\n{"file_name": "b"}\n')  # broken line in the middle: an error
+    with pytest.raises(ValueError, match="line 1 is not valid JSON"):
+        list(read_jsonl(path))
+
+
+def test_missing_files_and_bad_options(tmp_path, capsys, sample_annotations):
+    code, _, err = evaluate(capsys, "--annotations", str(sample_annotations), "--predictions", "nope.jsonl")
+    assert code == 2 and err == "error: --predictions: file not found: nope.jsonl\n"
+    preds = write_lines(tmp_path / "p.jsonl", [])
+    code, _, err = evaluate(
+        capsys, "--annotations", str(sample_annotations), "--predictions", str(preds), "--known-object-source", "x"
+    )
+    assert code == 2 and "--known-object-source" in err
+
+
+def test_anno_mat_known_object_labels(tmp_path, capsys, sample_annotations):
+    # A high-scored false positive of a sample class in an image without boxes of its object. With
+    # anno.mat saying that image shows the object, Known-Object keeps it; box-derived labels drop it.
+    records = load_annotations(sample_annotations)
+    names = [r.file_name for r in records]
+    record = next(r for r in records if r.pairs)
+    hoi = record.pairs[0].hoi
+    obj = HOI_CLASSES[hoi][1]
+    other = next(r for r in records if all(HOI_CLASSES[p.hoi][1] != obj for p in r.pairs))
+    wrong = {"human": [1, 1, 5, 5], "object": [1, 1, 5, 5], "hoi": hoi, "score": 2.0}
+    lines = gt_detection_lines(sample_annotations)
+    line = next((line for line in lines if line["file_name"] == other.file_name), None)
+    if line is None:
+        lines.append({"file_name": other.file_name, "detections": [wrong]})
+    else:
+        line["detections"].append(wrong)
+    preds = write_lines(tmp_path / "p.jsonl", lines)
+    labels = np.full((NUM_HOI, len(names)), np.nan)
+    labels[hoi, names.index(other.file_name)] = 1
+    for r in records:
+        for p in r.pairs:
+            labels[p.hoi, names.index(r.file_name)] = 1
+    mat = tmp_path / "anno.mat"
+    savemat(mat, {"anno_test": labels, "list_test": np.array(names, dtype=object).reshape(-1, 1)})
+    out_boxes, out_mat = tmp_path / "boxes.json", tmp_path / "mat.json"
+    base = ["--annotations", str(sample_annotations), "--predictions", str(preds)]
+    assert evaluate(capsys, *base, "--json", str(out_boxes))[0] == 0
+    assert evaluate(capsys, *base, "--json", str(out_mat), "--known-object-source", str(mat))[0] == 0
+    boxes, labelled = json.loads(out_boxes.read_text()), json.loads(out_mat.read_text())
+    assert boxes["per_class"]["ap"]["known_object"][hoi] == pytest.approx(100.0)
+    assert labelled["per_class"]["ap"]["known_object"][hoi] < 100.0
+    assert labelled["per_class"]["ap"]["known_object"][hoi] == labelled["per_class"]["ap"]["default"][hoi]
+    assert "anno.mat" in labelled["settings"]["known_object_source"]
+
+
+@pytest.fixture
+def test_parquet(tmp_path, sample_annotations, sample_images) -> Path:
+    records = load_annotations(sample_annotations)
+    options = ConvertOptions(split="test")
+    path = tmp_path / "test.parquet"
+    write_parquet(iter_rows(records, select_images(records, "test"), sample_images, options), path, row_schema("embed"))
+    return path
+
+
+def test_verl_validation_dump(tmp_path, capsys, sample_annotations, test_parquet):
+    # What verl's _dump_generations writes: input/output/gts/score/step plus the reward's extra keys,
+    # lines shuffled (validation_shuffle) and each image twice (val_kwargs.n = 2).
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(test_parquet).to_pylist()
+    lines = []
+    for row in rows:
+        answer = row["reward_model"]["ground_truth"]
+        prompt = row["prompt"][0]["content"].replace("<image>", "")
+        for _ in range(2):
+            lines.append(
+                {
+                    "input": f"system\nuser\n{prompt}\nassistant\n",
+                    "output": render_response(answer, "thinking"),
+                    "gts": answer,
+                    "score": 1.0,
+                    "step": 3,
+                    "reward": 1.0,
+                    "iou": 1.0,
+                }
+            )
+    random.Random(0).shuffle(lines)
+    dump = write_lines(tmp_path / "3.jsonl", lines)
+    args = ["--annotations", str(sample_annotations), "--predictions", str(dump)]
+    code, _, err = evaluate(capsys, *args)
+    assert code == 2 and "--data" in err
+    code, out, err = evaluate(capsys, *args, "--data", str(test_parquet), "--json", str(tmp_path / "r.json"))
+    assert code == 0, err
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert round(result["default"]["full"], 2) == 100.0
+    stats = result["settings"]["prediction_stats"]
+    assert stats["dump_lines"] == 16 and stats["dump_repeats_skipped"] == 8
+    assert result["settings"]["num_images_predicted"] == 8
+
+
+def test_subprocess_help_and_error(tmp_path):
+    run = subprocess.run([sys.executable, "-m", "verl_hoi.evaluate", "--help"], capture_output=True, text=True)
+    assert run.returncode == 0 and "--score-policy" in run.stdout and "validation dump" in run.stdout
+    run = subprocess.run(
+        [sys.executable, "-m", "verl_hoi.evaluate", "--annotations", "x.json", "--predictions", "y"],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 2 and run.stderr.startswith("error: --annotations: file not found")
