@@ -1,0 +1,156 @@
+"""SFT rows through verl's real MultiTurnSFTDataset and the SFT recipe's config through verl's real Hydra config."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from omegaconf import OmegaConf
+from transformers import AutoProcessor
+
+from verl_hoi.convert import ConvertOptions, iter_rows, row_schema, select_images, write_parquet
+from verl_hoi.hicodet import load_annotations
+from verl_hoi.sft import sft_row, sft_schema
+
+REPO = Path(__file__).resolve().parents[1]
+THINKING = "1. I count one person. 2. The person stands next to a bench. 3. The bench. 4. sit on."
+
+
+@pytest.fixture(scope="module")
+def sft_parquet(tmp_path_factory, sample_annotations, sample_images) -> Path:
+    """The sample's 7 images with pairs as SFT rows (converter rows, same pixel budget as the tiny processor)."""
+    folder = tmp_path_factory.mktemp("sft")
+    annotations = load_annotations(sample_annotations)
+    options = ConvertOptions(split="train", min_pixels=4 * 28 * 28, max_pixels=64 * 28 * 28, prompt="hoi_r1_brief")
+    write_parquet(
+        iter_rows(annotations, select_images(annotations, "train"), sample_images, options),
+        folder / "train.parquet",
+        row_schema("embed"),
+    )
+    rows = pq.read_table(folder / "train.parquet").to_pylist()
+    write_parquet((sft_row(row, THINKING) for row in rows), folder / "sft.parquet", sft_schema(row_schema("embed")))
+    return folder / "sft.parquet"
+
+
+def test_sft_row_keeps_the_prompt_and_image_and_adds_the_target():
+    row = {
+        "data_source": "hico_det",
+        "prompt": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "<image>Find HOIs."}],
+        "images": [{"image": "/data/a.jpg", "min_pixels": 3136, "max_pixels": 50176}],
+        "ability": "hoi",
+        "reward_model": {"style": "rule", "ground_truth": '[{"human": [1, 2, 3, 4]}]'},
+        "extra_info": {"file_name": "a.jpg", "index": 3},
+    }
+    assert sft_row(row, "One person.") == {
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "<image>Find HOIs."},
+            {"role": "assistant", "content": '<think>One person.</think><answer>[{"human": [1, 2, 3, 4]}]</answer>'},
+        ],
+        "images": [{"image": "/data/a.jpg", "min_pixels": 3136, "max_pixels": 50176}],
+        "data_source": "hico_det",
+        "extra_info": {"file_name": "a.jpg", "index": 3},
+    }
+    with pytest.raises(ValueError, match="ground_truth"):
+        sft_row({**row, "reward_model": {"ground_truth": [1]}}, "x")
+
+
+def _check_item(item: dict, target: str, tokenizer, model_size: list[int]) -> None:
+    """The loss mask is 1 on exactly the assistant turn's tokens (target, <|im_end|>, newline) and 0 elsewhere."""
+    ids, mask = item["input_ids"], item["loss_mask"]
+    length = int(item["attention_mask"].sum()) if "attention_mask" in item else len(ids)
+    start = length - int(mask.sum())
+    assert mask[:start].sum() == 0 and bool(mask[start:length].all()) and mask[length:].sum() == 0
+    assert ids[start:length].tolist() == tokenizer.encode(target + "<|im_end|>\n", add_special_tokens=False)
+    assert tokenizer.decode(ids[:start]).endswith("<|im_end|>\n<|im_start|>assistant\n")
+    grid = item["multi_modal_inputs"]["image_grid_thw"][0].tolist()
+    assert [grid[2] * 14, grid[1] * 14] == model_size  # the image reached the processor at the row's model_size
+    image_tokens = int((ids[:start] == tokenizer.convert_tokens_to_ids("<|image_pad|>")).sum())
+    assert image_tokens == grid[1] * grid[2] // 4  # 2x2 patches merge into one token
+
+
+def test_loss_mask_covers_the_assistant_turn_only(sft_parquet, tiny_model_dir):
+    from verl.utils.dataset.multiturn_sft_dataset import MultiTurnSFTDataset
+
+    processor = AutoProcessor.from_pretrained(tiny_model_dir)
+    config = OmegaConf.create({"max_length": 4096, "pad_mode": "right", "truncation": "error"})
+    dataset = MultiTurnSFTDataset(str(sft_parquet), processor.tokenizer, config, processor=processor)
+    rows = pq.read_table(sft_parquet).to_pylist()
+    assert len(dataset) == len(rows) == 7
+    for i in (0, 6):
+        item = dataset[i]
+        assert item["input_ids"].shape == item["loss_mask"].shape == (4096,)
+        assert item["position_ids"].shape == (4, 4096)  # text + 3 M-RoPE rows for Qwen2.5-VL
+        target = rows[i]["messages"][-1]["content"]
+        assert target.startswith(f"<think>{THINKING}</think><answer>[") and target.endswith("]</answer>")
+        _check_item(item, target, processor.tokenizer, rows[i]["extra_info"]["model_size"])
+
+
+def _recipe(env: dict[str, str], *overrides: str) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "PRINT_CONFIG": "1", "PYTHON": sys.executable, **env}
+    return subprocess.run(
+        ["bash", str(REPO / "recipes" / "sft.sh"), *overrides], env=full_env, capture_output=True, text=True
+    )
+
+
+def test_recipe_config_is_valid_for_verl(sft_parquet, tiny_model_dir):
+    from verl.utils.config import omega_conf_to_dataclass
+    from verl.utils.dataset.multiturn_sft_dataset import MultiTurnSFTDataset
+
+    env = {"SFT_DATA": str(sft_parquet), "MODEL_PATH": str(tiny_model_dir), "NGPUS": "2"}
+    result = _recipe(env, "trainer.experiment_name=mine")
+    assert result.returncode == 0, result.stderr
+    cfg = OmegaConf.create(result.stdout)
+    resolved = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    expected = {
+        # (key, value): the script's defaults, its environment, and the extra Hydra argument
+        "data.train_files": str(sft_parquet),
+        "model.path": str(tiny_model_dir),
+        "trainer.total_epochs": 1,  # one epoch, as in HOI-R1
+        "optim.lr": 1e-5,
+        "optim.lr_scheduler_type": "cosine",
+        "data.train_batch_size": 64,
+        "data.max_length": 8192,
+        "data.pad_mode": "no_padding",
+        "trainer.n_gpus_per_node": 2,
+        "trainer.experiment_name": "mine",  # "$@" wins
+        "checkpoint.save_contents": ["model", "optimizer", "extra", "hf_model"],  # a HF model for GRPO
+        "data.custom_cls.path": None,  # verl's own MultiTurnSFTDataset
+    }
+    assert {key: OmegaConf.select(resolved, key) for key in expected} == expected
+    # What SFTTrainer._build_config does: every section becomes its verl dataclass.
+    model = omega_conf_to_dataclass(cfg.model)
+    for section in ("engine", "optim", "checkpoint", "profiler"):
+        omega_conf_to_dataclass(cfg[section])
+    # What create_sft_dataset does with the recipe's data section.
+    dataset = MultiTurnSFTDataset(cfg.data.train_files, model.tokenizer, cfg.data, processor=model.processor)
+    item = dataset[0]
+    row = pq.read_table(sft_parquet).to_pylist()[0]
+    _check_item(item, row["messages"][-1]["content"], model.tokenizer, row["extra_info"]["model_size"])
+    assert "attention_mask" not in item and len(item["input_ids"]) <= cfg.data.max_length  # no_padding mode
+
+    # Environment variables change the hyperparameters.
+    changed = _recipe({**env, "LR": "2e-5", "EPOCHS": "2", "BATCH_SIZE": "8", "MAX_LENGTH": "4096"})
+    cfg = OmegaConf.create(changed.stdout)
+    assert (cfg.optim.lr, cfg.trainer.total_epochs, cfg.data.train_batch_size, cfg.data.max_length) == (
+        2e-5,
+        2,
+        8,
+        4096,
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "overrides", "message"),
+    [
+        ({"SFT_DATA": "/nonexistent.parquet"}, (), "not found"),  # no data
+        ({}, ("data.no_such_key=1",), "Could not override 'data.no_such_key'"),  # unknown key
+    ],
+)
+def test_recipe_rejects_mistakes(sft_parquet, env, overrides, message):
+    result = _recipe({"SFT_DATA": str(sft_parquet), **env}, *overrides)
+    assert result.returncode != 0 and message in result.stderr
