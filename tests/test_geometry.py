@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from verl_hoi.geometry import COMBINE, assign, box_iou, combine_iou, match_pairs, pair_iou
+from verl_hoi.geometry import COMBINE, box_iou, combine_iou, hungarian, match_pairs, pair_iou
 
 IOU_CASES = [
     # identical boxes
@@ -120,10 +120,25 @@ def test_match_pairs_combine(combine: str, expected: float) -> None:
     assert iou[0] == pytest.approx(expected)
 
 
-def test_assign_sorted_by_row() -> None:
-    rows, cols, values = assign(np.array([[0.0, 0.2], [0.9, 0.1], [0.0, 0.0]]))
-    assert rows.tolist() == [0, 1] and cols.tolist() == [1, 0]
-    np.testing.assert_allclose(values, [0.2, 0.9])
+HUNGARIAN_CASES = [
+    # 2x2: the anti-diagonal sums to 1.5 > 0.9
+    ([[0.9, 0.8], [0.7, 0.0]], [0, 1], [1, 0]),
+    # one row: the argmax column
+    ([[0.1, 0.7, 0.3]], [0], [1]),
+    # one column: the argmax row
+    ([[0.1], [0.7], [0.3]], [1], [0]),
+    # more rows than columns: every column used once, rows sorted
+    ([[0.0, 0.2], [0.9, 0.1], [0.0, 0.0]], [0, 1], [1, 0]),
+    # empty
+    (np.zeros((0, 3)), [], []),
+]
+
+
+@pytest.mark.parametrize(("similarity", "rows", "cols"), HUNGARIAN_CASES)
+def test_hungarian(similarity: list, rows: list, cols: list) -> None:
+    got_rows, got_cols = hungarian(np.asarray(similarity, dtype=np.float64))
+    assert got_rows.tolist() == rows and got_cols.tolist() == cols
+    assert got_rows.dtype == got_cols.dtype == np.int64
 
 
 coordinate = st.floats(min_value=-1e4, max_value=1e4, allow_nan=False)

@@ -20,7 +20,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy.optimize import linear_sum_assignment
 
-__all__ = ["COMBINE", "assign", "box_iou", "combine_iou", "match_pairs", "pair_iou"]
+__all__ = ["COMBINE", "box_iou", "combine_iou", "hungarian", "iou_from_corners", "match_pairs", "pair_iou"]
 
 COMBINE: tuple[str, ...] = ("min", "mean", "product")
 """Ways to merge the human IoU and the object IoU of a pair into one number (first = default)."""
@@ -54,16 +54,38 @@ def box_iou(a: ArrayLike, b: ArrayLike, *, inclusive: bool = False) -> np.ndarra
     >>> box_iou([[1, 1, 10, 10]], [[1, 1, 10, 5]], inclusive=True).tolist()
     [[0.5]]
     """
-    a = _as_boxes(a)[..., :, None, :]  # (..., N, 1, 4)
-    b = _as_boxes(b)[..., None, :, :]  # (..., 1, M, 4)
-    extra = 1.0 if inclusive else 0.0
-    area_a = (a[..., 2] - a[..., 0] + extra) * (a[..., 3] - a[..., 1] + extra)  # (..., N, 1)
-    area_b = (b[..., 2] - b[..., 0] + extra) * (b[..., 3] - b[..., 1] + extra)  # (..., 1, M)
-    width = np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]) + extra  # (..., N, M)
-    height = np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]) + extra
-    inter = np.clip(width, 0.0, None) * np.clip(height, 0.0, None)
-    union = area_a + area_b - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+    a = np.moveaxis(_as_boxes(a), -1, 0)[..., :, None]  # (4, ..., N, 1)
+    b = np.moveaxis(_as_boxes(b), -1, 0)[..., None, :]  # (4, ..., 1, M)
+    return iou_from_corners(a, b, inclusive=inclusive)
+
+
+def iou_from_corners(a: np.ndarray, b: np.ndarray, *, inclusive: bool = False) -> np.ndarray:
+    """IoU of boxes stored coordinate first: ``a[0..3]`` are the ``x1, y1, x2, y2`` arrays.
+
+    The kernel behind :func:`box_iou`, for callers that keep boxes in this layout (contiguous
+    coordinate planes are faster than ``(N, 4)`` rows for small batches).
+
+    Args:
+        a: ``(4, *S)`` float array.
+        b: ``(4, *T)`` float array; ``S`` and ``T`` broadcast, e.g. ``(N, 1)`` and ``(1, M)``.
+        inclusive: add one pixel to widths and heights (the official HICO-DET convention).
+
+    Returns:
+        The broadcast shape of ``S`` and ``T``, float64 in ``[0, 1]``.
+
+    >>> iou_from_corners(np.array([[0.0], [0], [10], [10]]), np.array([[5.0, 0], [0, 0], [15, 10], [10, 5]])).tolist()
+    [0.3333333333333333, 0.5]
+    """
+    a_low, a_high, b_low, b_high = a[:2], a[2:], b[:2], b[2:]  # (x1, y1) and (x2, y2) planes
+    if inclusive:  # one more pixel past the far edges adds one to every width and height
+        a_high, b_high = a_high + 1.0, b_high + 1.0
+    overlap = np.minimum(a_high, b_high) - np.maximum(a_low, b_low)  # (2, *broadcast): width, height
+    np.maximum(overlap, 0.0, out=overlap)
+    inter = overlap[0] * overlap[1]
+    size_a, size_b = a_high - a_low, b_high - b_low
+    union = size_a[0] * size_a[1] + size_b[0] * size_b[1] - inter
+    # An empty union means two degenerate boxes and an empty intersection: IoU 0, not NaN.
+    return inter / np.maximum(union, np.finfo(np.float64).tiny)
 
 
 def combine_iou(human_iou: np.ndarray, object_iou: np.ndarray, combine: str = "min") -> np.ndarray:
@@ -125,27 +147,33 @@ def match_pairs(
     ([1], [0], [1.0])
     """
     human_iou, object_iou = pair_iou(pred_human, pred_object, gt_human, gt_object)
-    return assign(combine_iou(human_iou, object_iou, combine))
+    merged = combine_iou(human_iou, object_iou, combine)
+    rows, cols = hungarian(merged)
+    values = merged[rows, cols]
+    keep = values > 0
+    return rows[keep], cols[keep], values[keep]
 
 
-def assign(iou: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Hungarian assignment on an ``(N, M)`` similarity matrix; zero-similarity assignments dropped.
+def hungarian(similarity: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns of the one-to-one assignment with the largest summed similarity.
+
+    Args:
+        similarity: ``(N, M)`` matrix.
 
     Returns:
-        ``(row_idx, col_idx, value)``: ``(K,)`` arrays sorted by ``row_idx``.
+        ``(rows, cols)``: two ``(min(N, M),)`` int64 arrays, sorted by ``rows`` (zero-similarity
+        assignments included: filter them as needed).
 
-    >>> rows, cols, values = assign(np.array([[0.9, 0.8], [0.7, 0.0]]))
-    >>> rows.tolist(), cols.tolist(), values.tolist()
-    ([0, 1], [1, 0], [0.8, 0.7])
+    >>> rows, cols = hungarian(np.array([[0.9, 0.8], [0.7, 0.0]]))
+    >>> rows.tolist(), cols.tolist()
+    ([0, 1], [1, 0])
     """
-    if iou.size == 0:
-        empty = np.zeros(0, dtype=np.int64)
-        return empty, empty.copy(), np.zeros(0)
-    if iou.shape == (1, 1):
-        rows = np.zeros(1, dtype=np.int64)
-        cols = rows.copy()
-    else:
-        rows, cols = linear_sum_assignment(iou, maximize=True)
-    values = iou[rows, cols]
-    keep = values > 0
-    return rows[keep].astype(np.int64), cols[keep].astype(np.int64), values[keep]
+    num_rows, num_cols = similarity.shape
+    if num_rows == 0 or num_cols == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    if num_rows == 1:  # one row or one column: the assignment is an argmax
+        return np.zeros(1, dtype=np.int64), np.array([similarity[0].argmax()], dtype=np.int64)
+    if num_cols == 1:
+        return np.array([similarity[:, 0].argmax()], dtype=np.int64), np.zeros(1, dtype=np.int64)
+    rows, cols = linear_sum_assignment(similarity, maximize=True)
+    return rows.astype(np.int64, copy=False), cols.astype(np.int64, copy=False)
