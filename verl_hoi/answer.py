@@ -72,13 +72,15 @@ class ParsedAnswer:
         pairs: valid items in answer order (verbs validated, duplicates collapsed); duplicate items are kept.
         has_think: a ``<think>`` (or, with ``prefilled_think``, the implicit opening) is followed by ``</think>``,
             before ``<answer>`` when there is one.
-        has_answer_tags: ``<answer>`` followed later by ``</answer>`` (looked for after the first ``</think>``).
+        has_answer_tags: ``<answer>`` followed later by ``</answer>`` (looked for after the first ``</think>``);
+            the answer block is the text between them, else the text after ``</think>`` (or all of it).
         tags_ok: the whole text is ``<think>...</think> <answer>...</answer>`` with exactly one of each tag and
             only white space around the blocks (``prefilled_think``: no ``<think>``, text starts in the block).
-        json_ok: the answer block is strict JSON as it stands (no fence, prose or repair around it).
-        truncated: the answer ended inside the list; its complete leading items were kept.
+        json_ok: the answer block is a strict JSON list as it stands (no fence, prose, NaN or repair).
+        truncated: the list ends without its closing bracket; its complete leading items were kept.
         num_items: items read (valid + invalid), at most ``MAX_ITEMS``.
-        num_invalid: items dropped: not an object, missing key, bad box, unknown object, no valid verb.
+        num_invalid: items dropped: not an object, missing key (keys are spelled exactly), bad box, unknown
+            object, no valid verb.
         errors: short messages, at most ``MAX_ERRORS``.
     """
 
