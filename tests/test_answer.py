@@ -126,6 +126,10 @@ def test_round_trip_on_the_shipped_sample(sample_annotations) -> None:
         (f"<answer>```json\n[{CUP_ITEM}]\n```</answer>", (CUP_PAIR,), False),
         # prose around the list
         (f"<answer>Here it is: [{CUP_ITEM}] Done.</answer>", (CUP_PAIR,), False),
+        # brackets in the prose after the list
+        (f"<answer>[{CUP_ITEM}]\nas in [1] and {{2}}</answer>", (CUP_PAIR,), False),
+        # a second list after the answer
+        (f"<answer>[{CUP_ITEM}]\n[{BIKE_ITEM}]</answer>", (CUP_PAIR,), False),
         # single quotes everywhere
         (f"<answer>[{CUP_ITEM.replace(chr(34), chr(39))}]</answer>", (CUP_PAIR,), False),
         # trailing commas in the item, the box and the list
@@ -464,6 +468,16 @@ def test_render_then_parse_is_the_identity(pairs: list[HOIPair], thinking: bool)
     assert parsed.pairs == tuple(pairs)
     assert (parsed.json_ok, parsed.truncated, parsed.num_invalid, parsed.errors) == (True, False, 0, ())
     assert (parsed.has_think, parsed.tags_ok, parsed.has_answer_tags) == (thinking, thinking, True)
+
+
+@settings(max_examples=50, deadline=None)
+@given(PAIRS, st.text(alphabet=st.characters(blacklist_characters="<>"), max_size=30))
+def test_prefilled_think_round_trip(pairs: list[HOIPair], thinking: str) -> None:
+    # the chat template wrote "<think>": the response starts inside the think block
+    response = render_response(render_answer(pairs), thinking).removeprefix("<think>")
+    parsed = parse_answer(response, prefilled_think=True)
+    assert (parsed.pairs, parsed.has_think, parsed.tags_ok, parsed.json_ok) == (tuple(pairs), True, True, True)
+    assert not parse_answer(response).has_think
 
 
 @settings(max_examples=100, deadline=None)

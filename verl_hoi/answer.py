@@ -222,10 +222,11 @@ def _items(block: str, errors: list[str]) -> tuple[list, bool, bool]:
     value = _loads_list(region if block[start] == "[" else f"[{region}]")  # a bare sequence of items
     if value is not None:
         return value, False, False
-    if block[start] == "[":  # cut off: keep the list up to its last complete item
-        value = _loads_list(block[start : block.rfind("}") + 1] + "]")
+    if block[start] == "[":  # the list up to its last complete item: cut off, or other brackets follow it
+        cut = block.rfind("}") + 1
+        value = _loads_list(block[start:cut] + "]")
         if value is not None:
-            return value, False, True
+            return value, False, not block[cut:].lstrip(" \t\r\n,").startswith("]")
     return _repair_items(block, start, errors)
 
 
