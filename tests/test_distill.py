@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import random
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -334,6 +336,24 @@ def test_torn_last_line_is_dropped_and_appends_continue(tmp_path):
     cache.append({"key": "c", "status": "ok", "thinking": "t"})
     cache.close()
     assert [json.loads(line)["key"] for line in path.read_text().splitlines()] == ["a", "b", "c"]
+
+
+_LINES = [json.dumps({"key": k, "status": "ok", "thinking": "é " * i}) + "\n" for i, k in enumerate("abcd")]
+_DATA = "".join(_LINES).encode()
+
+
+@given(st.integers(min_value=0, max_value=len(_DATA)))
+def test_cache_survives_a_cut_at_any_byte(cut):
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "cache.jsonl"
+        path.write_bytes(_DATA[:cut])
+        cache = TraceCache(path)
+        ends = itertools.accumulate(len(line.encode()) for line in _LINES)
+        complete = [key for key, end in zip("abcd", ends, strict=True) if end <= cut]  # lines wholly on disk
+        assert [r["key"] for r in cache.records()] == complete
+        cache.append({"key": "z", "status": "ok", "thinking": ""})
+        cache.close()
+        assert [json.loads(line)["key"] for line in path.read_text().splitlines()][-1] == "z"
 
 
 @pytest.mark.parametrize(

@@ -463,6 +463,8 @@ class TeacherClient:
                 if exc.status_code < 500 and exc.status_code not in (408, 409):
                     raise ItemFailed(f"HTTP {exc.status_code}") from None
                 error = exc
+            except openai.APIError as exc:  # e.g. a reply that is not a chat completion
+                raise ItemFailed(type(exc).__name__) from None
             else:
                 if not response.choices:
                     raise ItemFailed("no choices in the response")
@@ -629,12 +631,16 @@ class _Run:
         # blocks on dead consumers.
         queue: asyncio.Queue = asyncio.Queue(maxsize=2 * concurrency)
         workers = [asyncio.ensure_future(self._worker(queue)) for _ in range(concurrency)]
+        error = None
         try:
-            for item in items:
-                if self.fatal or self.stats.stopped_by_cost:
-                    self._skip()  # keep reading: every row's cache key is needed for the output
-                else:
-                    await queue.put(item)
+            try:
+                for item in items:
+                    if self.fatal or self.stats.stopped_by_cost:
+                        self._skip()  # keep reading: every row's cache key is needed for the output
+                    else:
+                        await queue.put(item)
+            except Exception as exc:  # an unreadable row: record the requests in flight, then raise
+                error = exc
             for _ in workers:
                 await queue.put(None)
             await asyncio.gather(*workers)
@@ -644,6 +650,8 @@ class _Run:
             await asyncio.gather(*workers, return_exceptions=True)
             self.stats.requests = self.teacher.requests
             self.stats.retries = self.teacher.retries
+        if error is not None:
+            raise error
         if self.fatal:
             raise self.fatal
 
