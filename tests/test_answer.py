@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -93,6 +94,13 @@ def test_render_answer(pairs: list[HOIPair], expected: str) -> None:
 )
 def test_render_response(answer: str, thinking: str | None, expected: str) -> None:
     assert render_response(answer, thinking) == expected
+
+
+def test_render_answer_takes_numpy_scalars() -> None:
+    human = tuple(np.array([1, 2, 30, 40], dtype=np.int64))
+    obj = tuple(np.array([5, 6, 70, 80.5], dtype=np.float32))
+    pair = HOIPair(human, obj, np.int64(CUP), (np.int64(HOLD),))
+    assert render_answer([pair]) == f"[{item(obj='[5, 6, 70, 80.5]')}]"
 
 
 def test_round_trip_on_the_shipped_sample(sample_annotations) -> None:

@@ -96,7 +96,8 @@ class ParsedAnswer:
 
 
 def _number(value: float) -> float:
-    return int(value) if isinstance(value, float) and value.is_integer() else value
+    value = float(value)  # also NumPy scalars, which json cannot write
+    return int(value) if value.is_integer() else value
 
 
 def render_answer(pairs: Iterable[HOIPair]) -> str:
