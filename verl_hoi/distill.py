@@ -57,6 +57,7 @@ __all__ = [
     "distill",
     "estimate_image_tokens",
     "estimate_tokens",
+    "item_key",
     "load_teacher_prompt",
     "model_price",
     "prepare_item",
@@ -270,6 +271,23 @@ def _teacher_image(data: bytes, target_size: tuple[int, int] | None) -> tuple[st
     return f"data:image/jpeg;base64,{base64.b64encode(out.getvalue()).decode()}", tuple(target_size)
 
 
+def item_key(row: Mapping[str, Any], template: str, model: str) -> str:
+    """Cache key of a row's teacher request: SHA-256 of its image bytes, full teacher prompt and model.
+
+    Cheap (no image decoding), so a resumed run finds its cached rows quickly.
+    """
+    identity = {
+        "images": [hashlib.sha256(_image_bytes(image)).hexdigest() for image in row["images"]],
+        "prompt": _teacher_text(row, template),
+        "model": model,
+    }
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+
+
+def _teacher_text(row: Mapping[str, Any], template: str) -> str:
+    return render_teacher_prompt(template, _task_text(row["prompt"]), row["reward_model"]["ground_truth"])
+
+
 def prepare_item(
     index: int,
     row: Mapping[str, Any],
@@ -278,27 +296,24 @@ def prepare_item(
     *,
     detail: str = "auto",
 ) -> TeacherItem:
-    """Build the teacher request and cache key for one RL row.
+    """Build the teacher request for one RL row (key as in :func:`item_key`).
 
     The teacher sees the image at the row's ``extra_info.model_size`` when the answer is in the
     ``resized`` frame (so its coordinates match what it sees), otherwise the original image.
     """
     extra = row.get("extra_info") or {}
-    raw = [_image_bytes(image) for image in row["images"]]
     target = tuple(extra["model_size"]) if extra.get("frame") == "resized" and extra.get("model_size") else None
-    text = render_teacher_prompt(template, _task_text(row["prompt"]), row["reward_model"]["ground_truth"])
+    text = _teacher_text(row, template)
     content: list[dict[str, Any]] = []
     est = estimate_tokens(text)
-    for data in raw:
-        url, size = _teacher_image(data, target)
+    for image in row["images"]:
+        url, size = _teacher_image(_image_bytes(image), target)
         content.append({"type": "image_url", "image_url": {"url": url, "detail": detail}})
         est += estimate_image_tokens(size, model, detail)
     content.append({"type": "text", "text": text})
-    identity = {"images": [hashlib.sha256(d).hexdigest() for d in raw], "prompt": text, "model": model}
-    key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
     return TeacherItem(
         index=index,
-        key=key,
+        key=item_key(row, template, model),
         file_name=str(extra.get("file_name", "")),
         messages=[{"role": "user", "content": content}],
         est_input_tokens=est,
@@ -599,22 +614,22 @@ def _pending(rows, cache, stats, keys, bar, template, model, detail, retry_rejec
     """Teacher requests still to make, in row order; counts the cached ones into ``stats``."""
     seen: set[str] = set()
     for index, row in enumerate(rows):
-        item = prepare_item(index, row, template, model, detail=detail)
-        keys.append(item.key)
+        key = item_key(row, template, model)
+        keys.append(key)
         stats.items += 1
-        record = cache.get(item.key)
-        if item.key in seen:
+        record = cache.get(key)
+        if key in seen:
             bar.update(1)
         elif record is not None and (record["status"] == "ok" or not retry_rejected):
-            seen.add(item.key)
+            seen.add(key)
             if record["status"] == "ok":
                 stats.cached_ok += 1
             else:
                 stats.cached_rejected += 1
             bar.update(1)
         else:
-            seen.add(item.key)
-            yield item
+            seen.add(key)
+            yield prepare_item(index, row, template, model, detail=detail)
 
 
 class _Run:
