@@ -95,7 +95,7 @@ class ParsedAnswer:
     errors: tuple[str, ...]
 
 
-def _number(value: float) -> float:
+def _number(value: float) -> int | float:
     value = float(value)  # also NumPy scalars, which json cannot write
     return int(value) if value.is_integer() else value
 
@@ -208,12 +208,9 @@ def _error(errors: list[str], message: str) -> None:
 
 def _items(block: str, errors: list[str]) -> tuple[list, bool, bool]:
     """The raw items of an answer block: ``(items, json_ok, truncated)``."""
-    try:
-        value = orjson.loads(block)
-        if type(value) is list:
-            return value, True, False
-    except orjson.JSONDecodeError:
-        pass
+    value = _loads(block)
+    if value is not None:
+        return value, True, False
     start = min((p for p in (block.find("["), block.find("{")) if p >= 0), default=-1)
     if start < 0:
         _error(errors, "no JSON list in the answer")
@@ -234,16 +231,21 @@ def _items(block: str, errors: list[str]) -> tuple[list, bool, bool]:
 _TRAILING_COMMA = re.compile(r",(\s*[\]}])")
 
 
+def _loads(text: str) -> list | None:
+    """The JSON list ``text`` holds, or None."""
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+    return value if type(value) is list else None
+
+
 def _loads_list(text: str) -> list | None:
     """The list in ``text`` as it stands or with single quotes and trailing commas fixed, or None."""
-    for candidate in (text, _TRAILING_COMMA.sub(r"\1", text if '"' in text else text.replace("'", '"'))):
-        try:
-            value = orjson.loads(candidate)
-            if type(value) is list:
-                return value
-        except orjson.JSONDecodeError:
-            pass
-    return None
+    value = _loads(text)
+    if value is None:
+        value = _loads(_TRAILING_COMMA.sub(r"\1", text if '"' in text else text.replace("'", '"')))
+    return value
 
 
 # A bounded recursive-descent parser over regex tokens (each pattern linear: no nested or ambiguous repeats).
