@@ -81,7 +81,8 @@ class ParsedAnswer:
         num_items: items read (valid + invalid), at most ``MAX_ITEMS``.
         num_invalid: items dropped: not an object, missing key (keys are spelled exactly), bad box, unknown
             object, no valid verb.
-        errors: short messages, at most ``MAX_ERRORS``.
+        errors: short messages, at most ``MAX_ERRORS``; past ``MAX_ITEMS`` items one of them is always
+            ``"more than 100 items; the rest are ignored"`` (with the value of ``MAX_ITEMS``).
     """
 
     pairs: tuple[HOIPair, ...]
