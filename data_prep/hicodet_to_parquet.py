@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from verl_hoi.convert import (
     IMAGE_MODES,
+    ROWS_PER_GROUP,
     ConvertOptions,
     iter_rows,
     missing_images,
@@ -129,7 +130,8 @@ def run(args: argparse.Namespace) -> Path:
     rows = tqdm(iter_rows(annotations, indices, args.images, options), total=len(indices), unit="img", desc=path.name)
     try:
         args.out.mkdir(parents=True, exist_ok=True)
-        count = write_parquet(rows, path, row_schema(options.image_mode))
+        mode = options.image_mode
+        count = write_parquet(rows, path, row_schema(mode), rows_per_group=ROWS_PER_GROUP[mode])
     except ValueError as error:  # an unreadable image or one whose size disagrees with the annotation
         raise UsageError(str(error)) from None
     except OSError as error:

@@ -43,6 +43,7 @@ __all__ = [
     "ABILITY",
     "DATA_SOURCE",
     "IMAGE_MODES",
+    "ROWS_PER_GROUP",
     "ConvertOptions",
     "build_row",
     "ground_truth_pairs",
@@ -59,6 +60,8 @@ DATA_SOURCE = "hico_det"
 ABILITY = "hoi"
 IMAGE_MODES: tuple[str, ...] = ("embed", "path")
 """``embed``: JPEG bytes inside the parquet; ``path``: absolute image paths."""
+ROWS_PER_GROUP = {"embed": 64, "path": 1024}
+"""Parquet row group sizes: embedded images keep groups small (memory grows with the group)."""
 
 
 @dataclass(frozen=True)
