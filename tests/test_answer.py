@@ -350,6 +350,19 @@ def test_item_cap_on_the_repair_path() -> None:
     assert parsed.errors == (f"more than {MAX_ITEMS} items; the rest are ignored",)
 
 
+def test_item_cap_message_survives_the_error_cap() -> None:
+    # over the text cap, repaired, over the item cap, every item invalid: the first item messages make way
+    # (reading stops at the item cap, before the unclosed string: not reported as truncated)
+    text = "[" + ", ".join(["'x'"] * (MAX_ITEMS + 50)) + ", 'y" + " " * MAX_TEXT_CHARS
+    parsed = parse_answer(text)
+    assert (parsed.num_items, parsed.num_invalid, parsed.truncated) == (MAX_ITEMS, MAX_ITEMS, False)
+    assert parsed.errors[:2] == (
+        f"response longer than {MAX_TEXT_CHARS} characters; the rest is ignored",
+        f"more than {MAX_ITEMS} items; the rest are ignored",
+    )
+    assert parsed.errors[2:] == tuple(f"item {i}: not an object" for i in range(MAX_ERRORS - 2))
+
+
 def test_text_cap() -> None:
     parsed = parse_answer(f"[{CUP_ITEM}]" + " " * MAX_TEXT_CHARS + "tail")
     assert parsed.pairs == (CUP_PAIR,)
