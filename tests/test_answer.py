@@ -243,8 +243,10 @@ def test_invalid_items(answer: str, error: str) -> None:
         ('["hold", "juggle"]', (HOLD,), ("item 0: unknown verb 'juggle'",)),
         # a verb that is not valid with the object is dropped and reported
         ('["fly", "hold"]', (HOLD,), ("item 0: 'fly' is not a verb of 'cup'",)),
-        # a non-string verb is an unknown verb
-        ('[36, "hold"]', (HOLD,), ("item 0: unknown verb '36'",)),
+        # a verb that is not a string is dropped and reported
+        ('[36, "hold"]', (HOLD,), ("item 0: a verb is not a string (int)",)),
+        # blank verbs are skipped silently
+        ('"hold, , "', (HOLD,), ()),
         # only invalid verbs: the item itself is dropped
         (
             '"ride, fly"',
@@ -411,6 +413,8 @@ HOSTILE = {
     "NaN, Infinity and 1e999 everywhere": "[" + ", ".join([item("[NaN, Infinity, 1e999, -Infinity]")] * 2000),
     "wrong types everywhere": '[{"human": {}, "object": "x", "object class": [], "verb class": {}}, null, true, "s"]',
     "a lone surrogate": f"[{CUP_ITEM}, \ud800]",
+    "1,000 nested lists as a verb (strict JSON)": f"[{item(verbs='[' + '[' * 1000 + ']' * 1000 + ']')}]",
+    "1,000 nested lists as a box (strict JSON)": f"[{item(human='[' * 1000 + ']' * 1000)}]",
 }
 
 

@@ -191,11 +191,13 @@ def _item(item: object, index: int, errors: list[str]) -> HOIPair | None:
 
 def _slow_verb(verb: object, obj_id: int, index: int, errors: list[str]) -> int | None:
     """Id of a verb not spelled exactly (valid with the object), or None after reporting why not; blanks skip."""
-    if type(verb) is str and not verb.strip():
+    if type(verb) is not str:
+        return _error(errors, f"item {index}: a verb is not a string ({type(verb).__name__})")
+    if not verb.strip():
         return None
-    vid = verb_id(verb) if type(verb) is str else None
+    vid = verb_id(verb)
     if vid is None:
-        _error(errors, f"item {index}: unknown verb {str(verb)[:30]!r}")
+        _error(errors, f"item {index}: unknown verb {verb[:30]!r}")
     elif VERBS[vid] not in _VERBS_OF[obj_id]:
         _error(errors, f"item {index}: {VERBS[vid]!r} is not a verb of {OBJECTS[obj_id]!r}")
         vid = None
