@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from verl_hoi.detections import MAX_PER_IMAGE, SCORE_POLICIES, rank_scores, response_detections
+from verl_hoi.detections import MAX_PER_IMAGE, SCORE_POLICIES, ImageDetections, rank_scores, response_detections
 from verl_hoi.evaluation import SETTINGS, SUBSETS, Detections, GroundTruth, HOIEval
 from verl_hoi.frames import model_size as compute_model_size
 from verl_hoi.hicodet import ImageAnnotation, load_annotations
@@ -61,6 +61,7 @@ __all__ = [
     "evaluate_predictions",
     "format_table",
     "known_objects_from_anno_mat",
+    "line_detections",
     "load_predictions",
     "main",
     "read_jsonl",
@@ -111,8 +112,8 @@ class PredictionSet:
         self.detections, self.score_policy, self.stats = detections, score_policy, stats
 
 
-def _detection_line(line: dict, where: str, policy: str) -> tuple[np.ndarray, ...]:
-    """``(hoi (n,), human (n, 4), object (n, 4), score (n,))`` of a line with detections."""
+def _detection_line(line: dict, where: str, policy: str) -> ImageDetections:
+    """The detections of a ``{"file_name", "detections"}`` line, scored by ``policy``."""
     items = line["detections"]
     if not isinstance(items, list):
         raise ValueError(f"{where}: 'detections' must be a list of objects")
@@ -138,7 +139,7 @@ def _detection_line(line: dict, where: str, policy: str) -> tuple[np.ndarray, ..
         score = rank_scores(len(items))
     else:
         score = np.ones(len(items))
-    return hoi.astype(np.int64), table[:, :4], table[:, 4:8], score
+    return ImageDetections(hoi.astype(np.int64), table[:, :4], table[:, 4:8], score)
 
 
 def _size(value: Any, name: str, where: str) -> tuple[int, int]:
@@ -149,14 +150,16 @@ def _size(value: Any, name: str, where: str) -> tuple[int, int]:
     return w, h
 
 
-def _response_line(line: dict, record: ImageAnnotation, where: str, policy: str) -> tuple[tuple[np.ndarray, ...], Any]:
+def _response_line(line: dict, image_size: tuple[int, int] | None, where: str, policy: str) -> ImageDetections:
     if policy == "given":
         raise ValueError(f"{where}: score policy 'given' needs detections with scores, not responses")
     frame = line.get("frame")
     if not isinstance(frame, str):
         raise ValueError(f"{where}: a response line needs its 'frame' (and 'image_size', 'model_size')")
-    image_size = _size(line["image_size"], "image_size", where) if "image_size" in line else None
-    image_size = image_size or (record.width, record.height)
+    if "image_size" in line:
+        image_size = _size(line["image_size"], "image_size", where)
+    elif image_size is None:
+        raise ValueError(f"{where}: a response line needs its 'image_size'")
     if "model_size" in line:
         size = _size(line["model_size"], "model_size", where)
     elif "min_pixels" in line and "max_pixels" in line:
@@ -165,7 +168,7 @@ def _response_line(line: dict, record: ImageAnnotation, where: str, policy: str)
         raise ValueError(f"{where}: frame 'resized' needs 'model_size' (or 'min_pixels' and 'max_pixels')")
     else:
         size = image_size
-    dets = response_detections(
+    return response_detections(
         line["response"],
         frame=frame,
         image_size=image_size,
@@ -176,7 +179,29 @@ def _response_line(line: dict, record: ImageAnnotation, where: str, policy: str)
         prefilled_think=bool(line.get("prefilled_think", False)),
         max_per_image=MAX_PER_IMAGE,
     )
-    return (dets.hoi, dets.human, dets.object, dets.score), dets
+
+
+def line_detections(
+    line: dict, *, score_policy: str = "auto", image_size: tuple[int, int] | None = None, where: str = "line"
+) -> ImageDetections:
+    """Scored detections of one prediction line (detections or a response), original frame.
+
+    Args:
+        line: a ``{"file_name", "detections"}`` or ``{"file_name", "response", frame metadata}`` object.
+        score_policy: one of :data:`POLICIES` (``auto``: ``given`` for detections, ``rank`` for responses).
+        image_size: ``(w, h)`` of the original image when the line does not carry it.
+        where: prefix of error messages, e.g. ``"preds.jsonl: line 3"``.
+
+    Raises:
+        ValueError: a malformed line or a policy that does not apply to it.
+    """
+    if score_policy not in POLICIES:
+        raise ValueError(f"unknown score policy {score_policy!r}; valid policies: {', '.join(POLICIES)}")
+    if "detections" in line:
+        return _detection_line(line, where, "given" if score_policy == "auto" else score_policy)
+    if "response" in line:
+        return _response_line(line, image_size, where, "rank" if score_policy == "auto" else score_policy)
+    raise ValueError(f"{where}: a line needs 'detections' or 'response'")
 
 
 def _dump_lines(lines: list[tuple[int, dict]], data: str | Path | None, stats: dict) -> list[tuple[int, dict]]:
@@ -260,7 +285,7 @@ def load_predictions(
     elif first is not None:
         lines = itertools.chain([first], lines)
     num_lines = 0
-    per_image: dict[int, tuple[np.ndarray, ...]] = {}
+    per_image: dict[int, ImageDetections] = {}
     seen_line: dict[int, int] = {}
     frames: dict[str, int] = {}
     kinds: set[str] = set()
@@ -275,29 +300,25 @@ def load_predictions(
         if image in seen_line:
             raise ValueError(f"{where}: {name} was already predicted on line {seen_line[image]}")
         seen_line[image] = number
-        if "detections" in line:
-            kinds.add("detections")
-            per_image[image] = _detection_line(line, where, "given" if score_policy == "auto" else score_policy)
-        elif "response" in line:
+        record = annotations[image]
+        dets = line_detections(line, score_policy=score_policy, image_size=(record.width, record.height), where=where)
+        per_image[image] = dets
+        if "response" in line and "detections" not in line:
             kinds.add("responses")
-            per_image[image], dets = _response_line(
-                line, annotations[image], where, "rank" if score_policy == "auto" else score_policy
-            )
             responses += 1
             pairs += dets.num_pairs
             invalid += dets.num_invalid
             frames[line["frame"]] = frames.get(line["frame"], 0) + 1
         else:
-            raise ValueError(f"{where}: a line needs 'detections' or 'response'")
+            kinds.add("detections")
     images = sorted(per_image)
     parts = [per_image[i] for i in images]
-    counts = [len(p[0]) for p in parts]
     detections = Detections(
-        image=np.repeat(np.array(images, dtype=np.int64), counts),
-        hoi=np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, dtype=np.int64),
-        human=np.concatenate([p[1] for p in parts]) if parts else np.zeros((0, 4)),
-        object=np.concatenate([p[2] for p in parts]) if parts else np.zeros((0, 4)),
-        score=np.concatenate([p[3] for p in parts]) if parts else np.zeros(0),
+        image=np.repeat(np.array(images, dtype=np.int64), [len(p.hoi) for p in parts]),
+        hoi=np.concatenate([p.hoi for p in parts]) if parts else np.zeros(0, dtype=np.int64),
+        human=np.concatenate([p.human for p in parts]) if parts else np.zeros((0, 4)),
+        object=np.concatenate([p.object for p in parts]) if parts else np.zeros((0, 4)),
+        score=np.concatenate([p.score for p in parts]) if parts else np.zeros(0),
     )
     missing = len(annotations) - len(per_image)
     if missing:
