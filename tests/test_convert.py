@@ -218,11 +218,16 @@ def test_image_of_wrong_size(tmp_path, sample_annotations):
         next(iter_rows(records, [0], tmp_path, ConvertOptions()))
 
 
-def test_unreadable_image(tmp_path, sample_annotations):
+@pytest.mark.parametrize("image_mode", ["embed", "path"])
+def test_unreadable_or_vanished_image(tmp_path, sample_annotations, image_mode):
     records = load_annotations(sample_annotations)
     (tmp_path / records[0].file_name).write_bytes(b"not a jpeg")
+    options = ConvertOptions(image_mode=image_mode)
     with pytest.raises(ValueError, match="cannot read image"):
-        next(iter_rows(records, [0], tmp_path, ConvertOptions(image_mode="path")))
+        next(iter_rows(records, [0], tmp_path, options))
+    # deleted after the missing-image check
+    with pytest.raises(ValueError, match=f"cannot read image {tmp_path / records[1].file_name}"):
+        next(iter_rows(records, [1], tmp_path, options))
 
 
 # ---------------------------------------------------------------------------------------------

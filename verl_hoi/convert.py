@@ -230,8 +230,8 @@ def iter_rows(
     """Rows of ``annotations[i]`` for ``i`` in ``indices``, images read from ``images_dir`` (lazily, one at a time).
 
     Raises:
-        FileNotFoundError: an image is missing (check first with :func:`missing_images`).
-        ValueError: an image cannot be read or its size differs from the annotation.
+        ValueError: an image is missing (check first with :func:`missing_images`), cannot be read, or
+            its size differs from the annotation.
     """
     images_dir = Path(images_dir)
     for index in indices:
@@ -257,8 +257,8 @@ def read_image(path: Path, annotation: ImageAnnotation, image_mode: str) -> byte
     """
     from PIL import Image, UnidentifiedImageError
 
-    data = path.read_bytes() if image_mode == "embed" else None
     try:
+        data = path.read_bytes() if image_mode == "embed" else None
         with Image.open(BytesIO(data) if data is not None else path) as image:
             size = image.size
     except (OSError, UnidentifiedImageError) as error:
