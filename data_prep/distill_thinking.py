@@ -230,7 +230,7 @@ def _report(stats: DistillStats, summary: dict[str, Any], out: Path) -> None:
     print(f"wrote {out / 'sft.parquet'} ({summary['sft_rows']} rows) and {out / SUMMARY_NAME}")
     if stats.stopped_by_cost:
         print(
-            f"stopped: the next request could exceed --max-cost; {stats.skipped} rows not sent, "
+            f"stopped: the next request could exceed --max-cost (rows not sent: {stats.skipped}); "
             "rerun with a higher budget to do them"
         )
     if stats.failed:
@@ -251,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except FatalTeacherError as error:
         print(
-            f"error: the server refused the request: {error}; finished items are in {args.out / CACHE_NAME}",
+            f"error: the teacher stopped the run: {error}; finished items are in {args.out / CACHE_NAME}",
             file=sys.stderr,
         )
         return 1

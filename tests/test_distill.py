@@ -242,6 +242,15 @@ async def test_rejected_credentials_stop_the_run(server, rows, names, tmp_path):
     assert (tmp_path / "cache.jsonl").read_text() == "" and sum(server.counts.values()) <= 2
 
 
+async def test_a_failing_server_stops_the_run(server, rows, names, tmp_path):
+    server.plan.update({name: ["500"] for name in names})
+    with pytest.raises(FatalTeacherError, match="10 requests in a row failed"):
+        rows_x2 = rows + [{**row, "prompt": [{"role": "user", "content": "<image>other"}]} for row in rows]
+        teacher = _teacher(server, [], max_retries=0)
+        await distill(rows_x2, tmp_path, model="m", teacher=teacher, concurrency=1, progress=False)
+    assert sum(server.counts.values()) == 10 and _cache_lines(tmp_path) == []
+
+
 async def test_dry_run_sends_nothing(server, rows, tmp_path):
     teacher = TeacherClient(None, "gpt-4o-mini", max_tokens=500)
     stats, _ = await distill(rows, tmp_path, model="gpt-4o-mini", teacher=teacher, dry_run=True, progress=False)

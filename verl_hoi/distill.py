@@ -580,8 +580,9 @@ async def distill(
         order (look each up in :class:`TraceCache` to build SFT rows).
 
     Raises:
-        FatalTeacherError: the server refused the credentials or the model; finished items stay
-        cached. FolderBusyError: another run holds ``out_dir``.
+        FatalTeacherError: the server refused the credentials or the model, or ``max(10, 2 *
+        concurrency)`` requests in a row failed after their retries (server down); finished
+        items stay cached. FolderBusyError: another run holds ``out_dir``.
     """
     if max_cost is not None and price is None:
         raise ValueError("max_cost needs a price: give the model's input and output price")
@@ -603,7 +604,7 @@ async def distill(
                     stats.est_max_output_tokens += teacher.max_tokens
                     bar.update(1)
             else:
-                run = _Run(cache, stats, teacher, price, max_cost, max_trace_chars, bar)
+                run = _Run(cache, stats, teacher, price, max_cost, max_trace_chars, max(10, 2 * concurrency), bar)
                 await run.main(pending, concurrency)
         finally:
             bar.close()
@@ -635,11 +636,13 @@ def _pending(rows, cache, stats, keys, bar, template, model, detail, retry_rejec
 class _Run:
     """The asynchronous part of :func:`distill`: workers, budget, cache records, progress."""
 
-    def __init__(self, cache, stats, teacher, price, max_cost, max_trace_chars, bar):
+    def __init__(self, cache, stats, teacher, price, max_cost, max_trace_chars, max_failures_in_a_row, bar):
         self.cache, self.stats, self.teacher, self.price = cache, stats, teacher, price
         self.max_cost, self.max_trace_chars, self.bar = max_cost, max_trace_chars, bar
         self.reserved = 0.0
         self.fatal: FatalTeacherError | None = None
+        self.failures_in_a_row = 0
+        self.max_failures_in_a_row = max_failures_in_a_row
 
     async def main(self, items: Iterator[TeacherItem], concurrency: int) -> None:
         # Workers keep draining the queue after a stop (budget or fatal error), so put() never
@@ -681,12 +684,16 @@ class _Run:
                 continue
             try:
                 reply = await self.teacher.complete(item.messages)
-            except ItemFailed:
+            except ItemFailed as exc:
                 self.stats.failed += 1
+                self.failures_in_a_row += 1
+                if self.failures_in_a_row >= self.max_failures_in_a_row and not self.fatal:
+                    self.fatal = FatalTeacherError(f"{self.failures_in_a_row} requests in a row failed (last: {exc})")
             except FatalTeacherError as exc:
                 self.fatal = exc
                 self.stats.skipped += 1
             else:
+                self.failures_in_a_row = 0
                 self._record(item, reply)
             finally:
                 self.reserved -= self._worst_case(item)
