@@ -1,0 +1,84 @@
+"""``python -m verl_hoi.visualize``: boxes land where the detections are, ground truth is optional,
+missing images are skipped, mistakes are one-line errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from verl_hoi.detections import ImageDetections
+from verl_hoi.visualize import PAIR_COLOURS, draw, group_pairs, main
+
+NAME = "HICO_test2015_00000001.jpg"  # 640 x 427 in the sample
+
+
+def test_group_pairs_merges_triplets_of_one_pair():
+    human = np.array([[0, 0, 5, 5], [0, 0, 5, 5], [1, 1, 6, 6]])
+    obj = np.array([[2, 2, 9, 9]] * 3)
+    groups = group_pairs(human, obj, ["a", "b", "c"])
+    assert [names for _, _, names in groups] == [["a", "b"], ["c"]]  # first-seen order
+
+
+def test_draw_puts_the_boxes_on_the_image():
+    image = Image.new("RGB", (200, 100), (255, 255, 255))
+    dets = ImageDetections(
+        hoi=np.array([0]),
+        human=np.array([[100.0, 40.0, 180.0, 90.0]]),
+        object=np.array([[120.0, 60.0, 150.0, 80.0]]),
+        score=np.array([0.9]),
+    )
+    out = draw(image, dets)
+    assert out.size == image.size and image.getpixel((100, 90)) == (255, 255, 255)
+    assert out.getpixel((180, 88)) == PAIR_COLOURS["human"]  # right edge of the human box
+    assert out.getpixel((135, 80)) == PAIR_COLOURS["object"]  # bottom edge of the object box
+
+
+def test_cli_with_ground_truth(tmp_path, sample_annotations, sample_images):
+    preds = tmp_path / "p.jsonl"
+    det = {"human": [320, 306, 359, 349], "object": [148, 345, 376, 414], "hoi": 245, "score": 0.8}
+    preds.write_text(
+        json.dumps({"file_name": NAME, "detections": [det]})
+        + "\n"
+        + json.dumps({"file_name": "HICO_test2015_09999999.jpg", "detections": []})
+        + "\n"
+    )
+    out = tmp_path / "vis"
+    args = ["--predictions", str(preds), "--images", str(sample_images), "--out", str(out)]
+    assert main([*args, "--annotations", str(sample_annotations)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [NAME]  # the unknown image is skipped
+    with Image.open(out / NAME) as drawn, Image.open(Path(sample_images) / NAME) as original:
+        assert drawn.size == original.size
+        assert np.abs(np.asarray(drawn, float) - np.asarray(original, float)).mean() > 0.5
+
+
+def test_cli_with_responses(tmp_path, sample_images):
+    preds = tmp_path / "p.jsonl"
+    answer = (
+        '[{"human": [10, 10, 50, 90], "object": [30, 40, 90, 80], "object class": "bench", "verb class": "sit on"}]'
+    )
+    line = {"file_name": NAME, "response": answer, "frame": "norm1000", "image_size": [640, 427]}
+    preds.write_text(json.dumps(line) + "\n")
+    assert main(["--predictions", str(preds), "--images", str(sample_images), "--out", str(tmp_path / "v")]) == 0
+    assert (tmp_path / "v" / NAME).is_file()
+
+
+@pytest.mark.parametrize(
+    ("content", "extra", "message"),
+    [
+        (None, [], "--predictions: file not found"),  # no predictions file
+        (json.dumps({"file_name": NAME}) + "\n", [], "needs 'detections' or 'response'"),  # a line of neither kind
+        ("", ["--top", "0"], "--top and --limit must be >= 1"),  # nothing would be drawn
+    ],
+)
+def test_cli_errors(tmp_path, capsys, sample_images, content, extra, message):
+    preds = tmp_path / "p.jsonl"
+    if content is not None:
+        preds.write_text(content)
+    code = main(["--predictions", str(preds), "--images", str(sample_images), "--out", str(tmp_path / "v"), *extra])
+    err = capsys.readouterr().err
+    last = err.splitlines()[-1]  # after the progress bar, if any
+    assert code == 2 and last.startswith("error: ") and message in last
