@@ -27,6 +27,7 @@ import base64
 import contextlib
 import email.utils
 import fcntl
+import functools
 import hashlib
 import io
 import json
@@ -47,6 +48,7 @@ __all__ = [
     "DistillStats",
     "FatalTeacherError",
     "FolderBusyError",
+    "ItemFailed",
     "Price",
     "TeacherClient",
     "TeacherItem",
@@ -595,24 +597,25 @@ async def distill(
     keys: list[str] = []
     with _folder_lock(out_dir), contextlib.closing(TraceCache(out_dir / CACHE_NAME)) as cache:
         bar = _progress(total, progress)
-        pending = _pending(rows, cache, stats, keys, bar, template, model, detail, retry_rejected)
+        pending = _pending(rows, cache, stats, keys, bar, template, model, retry_rejected)
+        prepare = functools.partial(prepare_item, template=template, model=model, detail=detail)
         try:
             if dry_run:
-                for item in pending:
-                    stats.est_input_tokens += item.est_input_tokens
+                for index, row in pending:
+                    stats.est_input_tokens += prepare(index, row).est_input_tokens
                     stats.est_output_tokens += EXPECTED_OUTPUT_TOKENS
                     stats.est_max_output_tokens += teacher.max_tokens
                     bar.update(1)
             else:
                 run = _Run(cache, stats, teacher, price, max_cost, max_trace_chars, max(10, 2 * concurrency), bar)
-                await run.main(pending, concurrency)
+                await run.main(pending, prepare, concurrency)
         finally:
             bar.close()
     return stats, keys
 
 
-def _pending(rows, cache, stats, keys, bar, template, model, detail, retry_rejected) -> Iterator[TeacherItem]:
-    """Teacher requests still to make, in row order; counts the cached ones into ``stats``."""
+def _pending(rows, cache, stats, keys, bar, template, model, retry_rejected) -> Iterator[tuple[int, Mapping]]:
+    """``(index, row)`` of the rows still to ask for, in order; counts the cached ones into ``stats``."""
     seen: set[str] = set()
     for index, row in enumerate(rows):
         key = item_key(row, template, model)
@@ -630,7 +633,7 @@ def _pending(rows, cache, stats, keys, bar, template, model, detail, retry_rejec
             bar.update(1)
         else:
             seen.add(key)
-            yield prepare_item(index, row, template, model, detail=detail)
+            yield index, row
 
 
 class _Run:
@@ -644,7 +647,9 @@ class _Run:
         self.failures_in_a_row = 0
         self.max_failures_in_a_row = max_failures_in_a_row
 
-    async def main(self, items: Iterator[TeacherItem], concurrency: int) -> None:
+    async def main(
+        self, pending: Iterator[tuple[int, Mapping]], prepare: Callable[[int, Mapping], TeacherItem], concurrency: int
+    ) -> None:
         # Workers keep draining the queue after a stop (budget or fatal error), so put() never
         # blocks on dead consumers.
         queue: asyncio.Queue = asyncio.Queue(maxsize=2 * concurrency)
@@ -652,11 +657,11 @@ class _Run:
         error = None
         try:
             try:
-                for item in items:
+                for index, row in pending:
                     if self.fatal or self.stats.stopped_by_cost:
                         self._skip()  # keep reading: every row's cache key is needed for the output
                     else:
-                        await queue.put(item)
+                        await queue.put(prepare(index, row))
             except Exception as exc:  # an unreadable row: record the requests in flight, then raise
                 error = exc
             for _ in workers:
