@@ -174,10 +174,9 @@ def test_image_entry_with_other_budget_fails(tmp_path, sample_annotations, sampl
     def edit(rows):
         rows[1]["images"][0]["max_pixels"] = 1280 * 28 * 28
 
-    dataset = _dataset(_rewrite(path, edit), tokenizer, processor)
-    dataset[0]  # other rows are fine
-    with pytest.raises(ValueError, match="image entry has max_pixels=1003520 but the row's boxes were made for"):
-        dataset[1]
+    # found when the files are read, before verl's length filter could drop the row quietly
+    with pytest.raises(ValueError, match="00000002.jpg: image entry has max_pixels=1003520 but the row's boxes were"):
+        _dataset(_rewrite(path, edit), tokenizer, processor)
 
 
 def test_image_of_other_size_fails(tmp_path, sample_annotations, sample_images, tokenizer, processor):
@@ -198,3 +197,19 @@ def test_ground_truth_is_answer_json(tmp_path, sample_annotations, sample_images
         {"human": [302, 182, 322, 236], "object": [234, 85, 444, 298], "object class": "boat", "verb class": ["ride"]}
     ]
     assert isinstance(item["dummy_tensor"], torch.Tensor)
+
+
+@pytest.mark.parametrize(
+    ("max_prompt_length", "expected"),
+    [
+        (8192, 8),  # the hoi_r1 prompt and its 54 image tokens (252x168 / 28²) fit
+        (1000, 0),  # they do not: verl's filter drops every row
+    ],
+)
+def test_verl_length_filter_sees_image_tokens(
+    tmp_path, sample_annotations, sample_images, tokenizer, processor, max_prompt_length, expected
+):
+    path = _convert(tmp_path, sample_annotations, sample_images)
+    config = {"filter_overlong_prompts": True, "filter_overlong_prompts_workers": 1}
+    dataset = _dataset(path, tokenizer, processor, max_prompt_length=max_prompt_length, **config)
+    assert len(dataset) == expected

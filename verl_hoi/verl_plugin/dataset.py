@@ -20,7 +20,8 @@ The ground-truth boxes of a row are only right if the model sees the image at ex
   that size unchanged;
 - puts the row's ``min_pixels`` / ``max_pixels`` into every image entry (verl passes the entry's keys
   to ``qwen_vl_utils.fetch_image``, which resizes the image to ``model_size`` before the processor
-  sees it), and rejects an entry that carries other values;
+  sees it), and rejects an entry that carries other values (all rows are checked when the files are
+  read);
 - checks that each image's actual size (file header) is the row's ``image_size``.
 
 Every disagreement raises ``ValueError`` naming the row's file.
@@ -107,8 +108,38 @@ class HOIDataset(RLHFDataset):
                 f"data.image_patch_size={self.image_patch_size}: HICO-DET rows are sized for Qwen2.5-VL's "
                 f"{IMAGE_FACTOR // 2}-pixel patches"
             )
-        self._check_metadata(dataframe.data.column("extra_info").to_pylist())
+        table = dataframe.data
+        if "extra_info" not in table.column_names:
+            raise ValueError(f"{self.data_files}: no extra_info column (not written by verl_hoi.convert?)")
+        extra_infos = table.column("extra_info").to_pylist()
+        self._check_metadata(extra_infos)
+        if self.image_key in table.column_names:
+            self._check_image_budgets(table.column(self.image_key), extra_infos)
         return super().maybe_filter_out_long_prompts(dataframe)
+
+    @staticmethod
+    def _check_image_budgets(images: Any, extra_infos: list[dict]) -> None:
+        """Every image entry's min/max pixels against its row's, without loading the image bytes."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        images = images.combine_chunks()
+        if not (pa.types.is_list(images.type) and pa.types.is_struct(images.type.value_type)):
+            return  # plain paths: the budget is filled in per row
+        entries, rows = pc.list_flatten(images), pc.list_parent_indices(images).to_pylist()
+        for name in ("min_pixels", "max_pixels"):
+            if images.type.value_type.get_field_index(name) < 0:
+                continue
+            for row, value in zip(rows, pc.struct_field(entries, name).to_pylist(), strict=True):
+                HOIDataset._check_entry_budget(name, value, extra_infos[row])
+
+    @staticmethod
+    def _check_entry_budget(name: str, value: Any, extra: dict) -> None:
+        if value is not None and value != extra[name]:
+            raise ValueError(
+                f"row {extra['file_name']}: image entry has {name}={value} but the row's boxes were made "
+                f"for {name}={extra[name]}"
+            )
 
     def _check_metadata(self, extra_infos: list[dict | None]) -> None:
         checked: set[tuple] = set()
@@ -168,11 +199,7 @@ class HOIDataset(RLHFDataset):
             raise ValueError(f"row {extra['file_name']}: image must be a path or a dict, got {type(image).__name__}")
         entry = dict(image)
         for name in ("min_pixels", "max_pixels"):
-            if entry.get(name) is not None and entry[name] != extra[name]:
-                raise ValueError(
-                    f"row {extra['file_name']}: image entry has {name}={entry[name]} but the row's boxes were made "
-                    f"for {name}={extra[name]}"
-                )
+            HOIDataset._check_entry_budget(name, entry.get(name), extra)
             entry[name] = extra[name]
         return entry
 
