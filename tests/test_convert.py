@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from verl_hoi.answer import HOIPair
@@ -22,6 +24,7 @@ from verl_hoi.convert import (
 )
 from verl_hoi.hicodet import GroundTruthPair, ImageAnnotation, load_annotations
 from verl_hoi.prompts import build_messages
+from verl_hoi.vocab import hoi_id
 
 REPO = Path(__file__).resolve().parents[1]
 CLI = REPO / "data_prep" / "hicodet_to_parquet.py"
@@ -346,3 +349,26 @@ def test_cli_subprocess_help_and_bad_path(tmp_path):
     )
     assert done.returncode == 2
     assert done.stderr == f"error: annotation file not found: {tmp_path / 'nope.mat'}\n"
+
+
+_coord = st.integers(1, 640).map(float)
+_pairs = st.lists(
+    st.tuples(
+        st.tuples(_coord, _coord, _coord, _coord), st.tuples(_coord, _coord, _coord, _coord), st.integers(0, 599)
+    ),
+    max_size=12,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(pairs=_pairs, frame=st.sampled_from(["resized", "original", "norm1000"]))
+def test_grouping_keeps_every_hoi_once(pairs, frame):
+    annotation = ImageAnnotation("x.jpg", 640, 640, tuple(GroundTruthPair(h, o, c) for h, o, c in pairs))
+    items = ground_truth_pairs(annotation, frame, (644, 644))
+    # one item per distinct (human, object, object class); the grouped HOI classes are exactly the input's
+    assert len({(i.human, i.object, i.object_id) for i in items}) == len(items)
+    grouped = {(i.human, i.object, hoi_id(v, i.object_id)) for i in items for v in i.verb_ids}
+    if frame == "original":
+        assert grouped == {(tuple(map(int, h)), tuple(map(int, o)), c) for h, o, c in pairs}
+    assert {c for _, _, c in grouped} == {c for _, _, c in pairs}
+    assert all(list(i.verb_ids) == sorted(set(i.verb_ids)) for i in items)

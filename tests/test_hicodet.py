@@ -4,6 +4,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.io
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from verl_hoi.hicodet import GroundTruthPair, ImageAnnotation, load_annotations
 
@@ -199,3 +201,30 @@ def test_mat_connection_out_of_range(tmp_path, instances):
     scipy.io.savemat(mat, {"bbox_test": content["bbox_test"]})
     with pytest.raises(ValueError, match=r"connection \[1, 2\] out of range"):
         load_annotations(mat)
+
+
+_coord = st.integers(1, 640).map(float)
+_box_strategy = st.tuples(_coord, _coord, _coord, _coord)
+_image_strategy = st.lists(st.tuples(_box_strategy, _box_strategy, st.integers(0, 599)), max_size=6)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(images=st.lists(_image_strategy, min_size=1, max_size=4), invisible=st.sets(st.integers(0, 3)))
+def test_mat_and_json_agree_on_random_annotations(tmp_path, images, invisible):
+    instances = {
+        "filenames": [f"HICO_test2015_{i:08d}.jpg" for i in range(len(images))],
+        "size": [[640, 480]] * len(images),
+        "annotation": [
+            {
+                "boxes_h": [list(h) for h, _, _ in pairs],
+                "boxes_o": [list(o) for _, o, _ in pairs],
+                "hoi": [c for _, _, c in pairs],
+            }  # fmt: skip
+            for pairs in images
+        ],
+    }
+    (tmp_path / "a.json").write_text(json.dumps(instances))
+    write_anno_bbox_mat(tmp_path / "a.mat", instances, "test", invisible=frozenset(invisible))
+    from_json = load_annotations(tmp_path / "a.json")
+    assert load_annotations(tmp_path / "a.mat") == from_json
+    assert [[(p.human, p.object, p.hoi) for p in r.pairs] for r in from_json] == images
