@@ -9,10 +9,11 @@ is prepared as verl's ``RLHFDataset`` and agent loop prepare it: ``<image>`` in 
 an image item carrying the entry's pixel budget, ``qwen_vl_utils`` resizes the image to the row's
 ``model_size``, and the processor's chat template is applied with the generation prompt. A check
 stops the run when the processor would resize that image again (the boxes would then be in another
-frame). Decoding is greedy by default.
+frame). Decoding is greedy.
 
 Each output line is ``{"file_name", "response", "frame", "image_size", "model_size", "min_pixels",
-"max_pixels", "split", "index", "prompt", "model", "backend"}``; with ``--logprobs`` also
+"max_pixels", "split", "index", "prompt", "model", "backend"}`` (plus ``prefilled_think`` when the
+row's ``extra_info`` has it); with ``--logprobs`` also
 ``token_logprobs`` (log-probability of each generated token) and ``token_offsets`` (character offset
 in ``response`` where each token's text starts), which the ``logprob`` score policy of
 ``verl_hoi.evaluate`` turns into one confidence per answer item.
@@ -270,6 +271,8 @@ def predict(
             sizes = [tuple(row["extra_info"]["model_size"]) for row in batch]
             for row, generation in zip(batch, generator(prompts, images, sizes, max_new_tokens, logprobs), strict=True):
                 line = {key: row["extra_info"].get(key) for key in _META_KEYS}
+                if row["extra_info"].get("prefilled_think") is not None:
+                    line["prefilled_think"] = bool(row["extra_info"]["prefilled_think"])
                 line |= {"response": generation.text, "model": str(model), "backend": backend}
                 if generation.token_logprobs is not None:
                     line |= {"token_logprobs": generation.token_logprobs, "token_offsets": generation.token_offsets}
