@@ -239,7 +239,8 @@ def _dump_lines(lines: list[tuple[int, dict]], data: str | Path | None, stats: d
         row = free[0]
         used.add(row)
         meta = table[row]["extra_info"]
-        converted.append((number, {**meta, "response": line["output"]}))
+        prefilled = str(line.get("input", "")).rstrip().endswith("<think>")  # the template opened the block
+        converted.append((number, {**meta, "response": line["output"], "prefilled_think": prefilled}))
     if unmatched:
         raise ValueError(f"{unmatched} dump line(s) match no row of {data} (another parquet or frame?)")
     stats.update(dump_lines=len(lines), dump_ambiguous=ambiguous, dump_repeats_skipped=repeats)
