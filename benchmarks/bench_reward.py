@@ -5,8 +5,12 @@ The batch imitates GRPO: ``--groups`` images with up to 20 ground-truth pairs ea
 (jittered boxes, a wrong verb or object, a missed or duplicated pair), 10 % empty, 20 % malformed
 (truncated, single-quoted, fenced, prose, wrong keys). Prints responses/s (best of ``--repeat``)::
 
-    python benchmarks/bench_reward.py            # 4,096 responses
-    python benchmarks/bench_reward.py --profile  # plus the top functions by own time
+    python benchmarks/bench_reward.py              # 4,096 responses
+    python benchmarks/bench_reward.py --baseline   # also a plain per-pair Python scorer, for scale
+    python benchmarks/bench_reward.py --profile    # plus the top functions by own time
+
+The baseline parses with the same parser but computes IoUs pair by pair in Python and re-parses
+the ground truth every time; its speed relative to ``compute_score`` carries across machines.
 """
 
 from __future__ import annotations
@@ -18,8 +22,11 @@ import pstats
 import random
 import sys
 import time
+from collections.abc import Callable
 
-from verl_hoi.answer import HOIPair, render_answer, render_response
+from scipy.optimize import linear_sum_assignment
+
+from verl_hoi.answer import HOIPair, parse_answer, render_answer, render_response
 from verl_hoi.reward import compute_score
 from verl_hoi.vocab import OBJECTS, valid_verbs
 
@@ -89,11 +96,40 @@ def make_batch(n: int, groups: int, seed: int) -> list[tuple[str, str]]:
     return batch
 
 
-def run(batch: list[tuple[str, str]]) -> float:
+def _plain_iou(a: tuple, b: tuple) -> float:
+    width = min(a[2], b[2]) - max(a[0], b[0])
+    height = min(a[3], b[3]) - max(a[1], b[1])
+    inter = max(width, 0) * max(height, 0)
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def plain_score(response: str, truth: str) -> float:
+    """The baseline: label and IoU scores with per-pair Python IoUs and no caching."""
+    pred, gt = parse_answer(response).pairs, parse_answer(truth).pairs
+    if not pred or not gt:
+        return 0.0
+    human = [[_plain_iou(p.human, g.human) for g in gt] for p in pred]
+    obj = [[_plain_iou(p.object, g.object) for g in gt] for p in pred]
+    merged = [[min(h, o) for h, o in zip(hs, os_, strict=True)] for hs, os_ in zip(human, obj, strict=True)]
+    label = iou = 0.0
+    for i, j in zip(*linear_sum_assignment(merged, maximize=True), strict=True):
+        if merged[i][j] > 0:
+            common = len(set(pred[i].verb_ids) & set(gt[j].verb_ids))
+            label += 0.5 * (pred[i].object_id == gt[j].object_id)
+            label += common / (len(pred[i].verb_ids) + len(gt[j].verb_ids))
+            iou += (human[i][j] + obj[i][j]) / 2
+    return (label + iou) / max(len(pred), len(gt))
+
+
+def _compute_score(response: str, truth: str) -> object:
+    return compute_score("hico_det", response, truth)
+
+
+def run(batch: list[tuple[str, str]], score: Callable[[str, str], object] = _compute_score) -> float:
     """Seconds to score the batch once."""
     start = time.perf_counter()
     for response, truth in batch:
-        compute_score("hico_det", response, truth)
+        score(response, truth)
     return time.perf_counter() - start
 
 
@@ -103,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--groups", type=int, default=512, help="distinct images (default: 512)")
     parser.add_argument("--repeat", type=int, default=5, help="timed passes; the best counts (default: 5)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--baseline", action="store_true", help="also time a plain per-pair Python scorer")
     parser.add_argument("--profile", action="store_true", help="also print the top 15 functions by own time")
     args = parser.parse_args(argv)
     if args.n < 1 or args.groups < 1 or args.repeat < 1:
@@ -113,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     run(batch)  # warm-up: fills the ground-truth cache as the first GRPO step would
     best = min(run(batch) for _ in range(args.repeat))
     print(f"compute_score: {args.n / best:,.0f} responses/s ({args.n} responses, {best * 1e3:.1f} ms, one core)")
+    if args.baseline:
+        plain = min(run(batch, plain_score) for _ in range(args.repeat))
+        print(f"plain per-pair Python: {args.n / plain:,.0f} responses/s; compute_score is {plain / best:.1f}x faster")
     if args.profile:
         profiler = cProfile.Profile()
         profiler.runcall(run, batch)

@@ -230,20 +230,14 @@ def _score(pred: tuple[HOIPair, ...], truth: _Truth, config: RewardConfig, answe
     label = iou = 0.0
     matched = true_positives = 0
     if num_pred and num_gt:
-        human, obj = iou_from_corners(_corners(pred)[..., None], truth.corners)  # (N, M) each
-        merged = combine_iou(human, obj, config.combine)
+        both = iou_from_corners(_corners(pred)[..., None], truth.corners)  # (2, N, M): human, object
+        merged = combine_iou(both[0], both[1], config.combine)
         if config.match_iou > 0:
-            merged = np.where(merged >= config.match_iou, merged, 0.0)
+            merged[merged < config.match_iou] = 0.0
         rows, cols = hungarian(merged)
+        human, obj = both[:, rows, cols].tolist()
         object_weight, verb_weight = config.object_weight, 1.0 - config.object_weight
-        for i, j, h, o, m in zip(
-            rows.tolist(),
-            cols.tolist(),
-            human[rows, cols].tolist(),
-            obj[rows, cols].tolist(),
-            merged[rows, cols].tolist(),
-            strict=True,
-        ):
+        for i, j, h, o, m in zip(rows.tolist(), cols.tolist(), human, obj, merged[rows, cols].tolist(), strict=True):
             if m <= 0.0:
                 continue
             matched += 1
