@@ -2,9 +2,9 @@
 
 :func:`compute_score` has verl's custom-reward signature and returns a dict with always the same
 keys (:data:`KEYS`). The layers are separate: :func:`verl_hoi.answer.parse_answer` reads the text,
-:func:`verl_hoi.geometry.match_pairs`-style Hungarian matching pairs predictions with ground truth,
-:func:`score_pairs` turns a match into numbers. Options are :class:`RewardConfig` fields, passed as
-keyword arguments (verl's ``reward.reward_kwargs``).
+:mod:`verl_hoi.geometry` computes IoUs and the Hungarian assignment, :func:`score_pairs` turns the
+matches into numbers. Options are :class:`RewardConfig` fields, passed as keyword arguments (verl's
+``reward.reward_kwargs``).
 
 With ``P`` the valid predicted pairs, ``G`` the ground-truth pairs and ``D = max(|P|, |G|)``,
 Hungarian matching maximises the summed pair IoU ``c(h, o)`` (``combine``: min, mean or product of
@@ -44,7 +44,7 @@ import numpy as np
 
 from verl_hoi.answer import MAX_ITEMS, HOIPair, ParsedAnswer, parse_answer
 from verl_hoi.geometry import COMBINE, combine_iou, hungarian, iou_from_corners
-from verl_hoi.prompts import available_prompts, get_prompt
+from verl_hoi.prompts import get_prompt
 
 __all__ = ["KEYS", "RewardConfig", "compute_score", "reward_config", "score_pairs"]
 
@@ -131,7 +131,6 @@ def _check_number(name: str, value: object, low: float, high: float) -> None:
         raise ValueError(f"{name} must be a number {bounds}; got {value!r}")
 
 
-_TEMPLATE_THINKS = {name: get_prompt(name).thinking for name in available_prompts()}
 _FIELDS = tuple(field.name for field in fields(RewardConfig))
 DEFAULT_CONFIG = RewardConfig()
 
@@ -220,7 +219,7 @@ def score_pairs(
     >>> pred = HOIPair((0, 0, 10, 10), (0, 0, 4, 2), 1, (36,))
     >>> result = score_pairs([pred], [gt])
     >>> result["iou"], result["label"], result["precision"], result["recall"]
-    (0.75, 0.8333333333333333, 1.0, 0.5)
+    (0.75, 0.8333333333333334, 1.0, 0.5)
     """
     return _score(tuple(pred), _truth(truth), config, answered)
 
@@ -245,7 +244,9 @@ def _score(pred: tuple[HOIPair, ...], truth: _Truth, config: RewardConfig, answe
             pair, gt_verbs = pred[i], truth.verbs[j]
             common = len(gt_verbs.intersection(pair.verb_ids))
             same_object = pair.object_id == truth.objects[j]
-            label += object_weight * same_object + verb_weight * 2.0 * common / (len(pair.verb_ids) + len(gt_verbs))
+            # 1 minus what is missing, so that a right pair scores exactly 1 whatever the weights
+            sizes = len(pair.verb_ids) + len(gt_verbs)
+            label += max(0.0, 1.0 - object_weight * (not same_object) - verb_weight * (sizes - 2 * common) / sizes)
             if same_object and h >= config.triplet_iou and o >= config.triplet_iou:
                 true_positives += common
     denominator = max(num_pred, num_gt)
@@ -279,7 +280,12 @@ def _share(hits: int, total: int, other_total: int, answered: bool) -> float:
 
 def _prompt_thinks(name: object) -> bool:
     """Whether the prompt template ``name`` asks for a think block (True for unknown names)."""
-    return _TEMPLATE_THINKS.get(name, True) if isinstance(name, str) else True
+    if not isinstance(name, str):
+        return True
+    try:
+        return get_prompt(name).thinking
+    except ValueError:
+        return True
 
 
 def _flooded(parsed: ParsedAnswer, config: RewardConfig) -> bool:
