@@ -80,9 +80,11 @@ def run(manager, data) -> dict:
 
 
 REGISTRATION_SCRIPT = """
+import importlib.util
 import sys
 import verl
 light = "verl.experimental.reward_loop.reward_manager" not in sys.modules
+importlib.util.find_spec("verl.experimental.reward_loop.reward_manager")  # a lookup must not use the hook up
 from verl.experimental.reward_loop.reward_manager import get_reward_manager_cls
 try:
     cls = get_reward_manager_cls("hoi")

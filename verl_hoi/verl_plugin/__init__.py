@@ -22,20 +22,32 @@ _REWARD_MANAGER = "verl_hoi.verl_plugin.reward_manager"
 
 
 class _RegisterAfterImport(importlib.abc.MetaPathFinder):
-    """Finds nothing itself; makes the registry package's loader import the reward manager when done."""
+    """Finds nothing itself; gives the registry package's loader a last step: import the reward manager.
+
+    It stays in ``sys.meta_path`` until the package has really been executed (a mere
+    ``importlib.util.find_spec`` by someone else must not use it up).
+    """
+
+    def __init__(self) -> None:
+        self._looking = False
 
     def find_spec(
         self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
     ) -> importlib.machinery.ModuleSpec | None:
-        if fullname != _REGISTRY_PACKAGE:
+        if fullname != _REGISTRY_PACKAGE or self._looking:
             return None
-        sys.meta_path.remove(self)
-        spec = importlib.util.find_spec(fullname)  # whichever finder really provides it
+        self._looking = True
+        try:
+            spec = importlib.util.find_spec(fullname)  # whichever finder really provides it
+        finally:
+            self._looking = False
         if spec is not None and spec.loader is not None:
             execute = spec.loader.exec_module
 
             def exec_module(module: ModuleType) -> None:
                 execute(module)
+                if self in sys.meta_path:
+                    sys.meta_path.remove(self)
                 importlib.import_module(_REWARD_MANAGER)
 
             spec.loader.exec_module = exec_module  # this loader instance serves this one module only
