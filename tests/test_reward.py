@@ -7,6 +7,7 @@ So ``score = 0.2 * format + 0.4 * label + 0.4 * iou``.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -198,6 +199,10 @@ BAD_OPTIONS = [
     ({"max_pairs": 500}, r"max_pairs must be an integer in \[1, 100\]"),
     ({"prefilled_think": "yes"}, "prefilled_think must be true or false; got 'yes'"),
     ({"require_think": 1}, "require_think must be true, false or null; got 1"),
+    # NaN is no number in range
+    ({"match_iou": float("nan")}, r"match_iou must be a number in \[0, 1\]; got nan"),
+    # a bool is not a count
+    ({"max_pairs": True}, r"max_pairs must be an integer in \[1, 100\]; got True"),
 ]
 
 
@@ -207,6 +212,11 @@ def test_bad_options_raise(options: dict, message: str) -> None:
         reward_config(**options)
     with pytest.raises(ValueError, match=message):
         compute_score("hico_det", respond(A), TRUTH, None, **options)
+
+
+def test_reward_config_accepts_numpy_numbers() -> None:
+    config = reward_config(match_iou=np.float64(0.25), max_pairs=np.int64(50))
+    assert config.match_iou == 0.25 and config.max_pairs == 50
 
 
 def test_reward_config_defaults_and_cache() -> None:

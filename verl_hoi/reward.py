@@ -35,6 +35,7 @@ Misses, duplicates and flooding all raise ``D`` without adding matches, so they 
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from functools import lru_cache
@@ -117,7 +118,8 @@ class RewardConfig:
         _check_number("triplet_iou", self.triplet_iou, 0.0, 1.0)
         if self.triplet_iou == 0:
             raise ValueError("triplet_iou must be in (0, 1]; got 0")
-        if type(self.max_pairs) is not int or not 1 <= self.max_pairs <= MAX_ITEMS:
+        count = self.max_pairs
+        if isinstance(count, bool) or not isinstance(count, numbers.Integral) or not 1 <= count <= MAX_ITEMS:
             raise ValueError(f"max_pairs must be an integer in [1, {MAX_ITEMS}]; got {self.max_pairs!r}")
         if self.require_think not in (None, True, False) or type(self.require_think) is int:
             raise ValueError(f"require_think must be true, false or null; got {self.require_think!r}")
@@ -126,7 +128,7 @@ class RewardConfig:
 
 
 def _check_number(name: str, value: object, low: float, high: float) -> None:
-    if type(value) not in (int, float) or not low <= value <= high:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not low <= value <= high:
         bounds = f">= {low:g}" if high == math.inf else f"in [{low:g}, {high:g}]"
         raise ValueError(f"{name} must be a number {bounds}; got {value!r}")
 
@@ -310,7 +312,8 @@ def compute_score(
         ground_truth: the answer JSON of the ground-truth pairs in the frame the model answers in
             (what ``verl_hoi.answer.render_answer`` writes). Parsed once and cached.
         extra_info: the row's ``extra_info``; ``extra_info["prefilled_think"]`` (bool), when present,
-            overrides the ``prefilled_think`` option.
+            overrides the ``prefilled_think`` option; ``extra_info["prompt"]`` (a template name) decides
+            whether a think block is required when ``require_think`` is None.
         **kwargs: :class:`RewardConfig` options; verl's own ``reward_router_address`` and
             ``reward_model_tokenizer`` are ignored.
 
@@ -340,7 +343,7 @@ def compute_score(
     tags = parsed.tags_ok if require_think is not False else parsed.has_answer_tags
     flooded = _flooded(parsed, config)
     gate = tags and parsed.json_ok and not parsed.truncated and not flooded
-    valid_share = 1.0 - parsed.num_invalid / parsed.num_items if parsed.num_items else 1.0
+    valid_share = (parsed.num_items - parsed.num_invalid) / parsed.num_items if parsed.num_items else 1.0
     format_score = valid_share if gate else 0.0
     total = config.format_weight + config.label_weight + config.iou_weight
     score = (
