@@ -49,6 +49,15 @@ def test_box_iou_shapes_and_matrix() -> None:
     assert box_iou(a, []).shape == (2, 0)
 
 
+def test_box_iou_leading_dimensions_pairwise() -> None:
+    # (K, 1, 4) with (K, 1, 4): one IoU per row, the official +1 convention
+    a = np.array([[[1, 1, 10, 10]], [[0, 0, 1, 1]]])
+    b = np.array([[[1, 1, 10, 5]], [[0, 0, 3, 3]]])
+    iou = box_iou(a, b, inclusive=True)
+    assert iou.shape == (2, 1, 1)
+    np.testing.assert_allclose(iou[:, 0, 0], [0.5, 0.25])
+
+
 def test_box_iou_rejects_wrong_shape() -> None:
     with pytest.raises(ValueError, match=r"shape \(\.\.\., 4\)"):
         box_iou([[0, 0, 1]], [[0, 0, 1, 1]])
