@@ -154,7 +154,8 @@ def _rewrite(path: Path, edit) -> Path:
     rows = pq.read_table(path).to_pylist()
     edit(rows)
     out = path.with_name("edited.parquet")
-    pq.write_table(__import__("pyarrow").Table.from_pylist(rows, schema=pq.read_schema(path)), out)
+    table = __import__("pyarrow").Table.from_pylist(rows, schema=pq.read_schema(path))
+    pq.write_table(table, out, row_group_size=3)  # several chunks once loaded
     return out
 
 
@@ -172,10 +173,10 @@ def test_image_entry_with_other_budget_fails(tmp_path, sample_annotations, sampl
     path = _convert(tmp_path, sample_annotations, sample_images)
 
     def edit(rows):
-        rows[1]["images"][0]["max_pixels"] = 1280 * 28 * 28
+        rows[5]["images"][0]["max_pixels"] = 1280 * 28 * 28
 
     # found when the files are read, before verl's length filter could drop the row quietly
-    with pytest.raises(ValueError, match="00000002.jpg: image entry has max_pixels=1003520 but the row's boxes were"):
+    with pytest.raises(ValueError, match="00000019.jpg: image entry has max_pixels=1003520 but the row's boxes were"):
         _dataset(_rewrite(path, edit), tokenizer, processor)
 
 
@@ -210,6 +211,7 @@ def test_verl_length_filter_sees_image_tokens(
     tmp_path, sample_annotations, sample_images, tokenizer, processor, max_prompt_length, expected
 ):
     path = _convert(tmp_path, sample_annotations, sample_images)
-    config = {"filter_overlong_prompts": True, "filter_overlong_prompts_workers": 1}
+    # workers None: filter in this process (a forked worker can deadlock once torch has started its threads)
+    config = {"filter_overlong_prompts": True, "filter_overlong_prompts_workers": None}
     dataset = _dataset(path, tokenizer, processor, max_prompt_length=max_prompt_length, **config)
     assert len(dataset) == expected

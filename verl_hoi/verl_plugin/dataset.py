@@ -119,19 +119,20 @@ class HOIDataset(RLHFDataset):
 
     @staticmethod
     def _check_image_budgets(images: Any, extra_infos: list[dict]) -> None:
-        """Every image entry's min/max pixels against its row's, without loading the image bytes."""
+        """Every image entry's min/max pixels against its row's, chunk by chunk, never touching image bytes."""
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        images = images.combine_chunks()
         if not (pa.types.is_list(images.type) and pa.types.is_struct(images.type.value_type)):
             return  # plain paths: the budget is filled in per row
-        entries, rows = pc.list_flatten(images), pc.list_parent_indices(images).to_pylist()
-        for name in ("min_pixels", "max_pixels"):
-            if images.type.value_type.get_field_index(name) < 0:
-                continue
-            for row, value in zip(rows, pc.struct_field(entries, name).to_pylist(), strict=True):
-                HOIDataset._check_entry_budget(name, value, extra_infos[row])
+        names = [n for n in ("min_pixels", "max_pixels") if images.type.value_type.get_field_index(n) >= 0]
+        first_row = 0
+        for chunk in images.chunks:
+            entries, rows = pc.list_flatten(chunk), pc.list_parent_indices(chunk).to_pylist()
+            for name in names:
+                for row, value in zip(rows, pc.struct_field(entries, name).to_pylist(), strict=True):
+                    HOIDataset._check_entry_budget(name, value, extra_infos[first_row + row])
+            first_row += len(chunk)
 
     @staticmethod
     def _check_entry_budget(name: str, value: Any, extra: dict) -> None:
