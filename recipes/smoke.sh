@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 OUT=${OUT:-runs/smoke}
-VENV=${VENV:-.venv-smoke}
+VENV=${VENV:-runs/venv-smoke}
 SMOKE_CPU=${SMOKE_CPU:-0}
 SAMPLE=recipes/sample
 # Small images keep the tiny model fast: at most 256 image tokens (256 * 28 * 28 pixels).
@@ -29,9 +29,15 @@ run() {
 }
 
 step "1/8 install"
-if [ "$SMOKE_CPU" != 1 ]; then
+if [ "$SMOKE_CPU" = 1 ]; then
+    echo "SMOKE_CPU=1: using $VENV as it is" >&2
+else
     [ -x "$VENV/bin/python" ] || run python3 -m venv "$VENV"
     run "$VENV/bin/pip" install -q -e '.[train]'
+fi
+if [ ! -x "$VENV/bin/python" ]; then
+    echo "error: $VENV/bin/python not found (set VENV to an environment with verl-hoi installed)" >&2
+    exit 2
 fi
 BIN=$(cd "$VENV/bin" && pwd)
 PY="$BIN/python"
