@@ -342,8 +342,22 @@ def test_truncation_keeps_the_complete_leading_items(text: str, kept: int, trunc
 
 def test_item_cap() -> None:
     parsed = parse_answer("[" + ", ".join([CUP_ITEM] * (MAX_ITEMS + 5)) + "]")
-    assert (len(parsed.pairs), parsed.num_items, parsed.num_invalid) == (MAX_ITEMS, MAX_ITEMS, 0)
+    assert (len(parsed.pairs), parsed.num_items, parsed.num_invalid, parsed.overflow) == (MAX_ITEMS, MAX_ITEMS, 0, True)
     assert parsed.errors == (f"more than {MAX_ITEMS} items; the rest are ignored",)
+
+
+@pytest.mark.parametrize(
+    ("count", "max_items", "read", "overflow"),
+    [
+        (3, 2, 2, True),  # one item over the cap
+        (3, 3, 3, False),  # exactly at the cap
+        (150, 200, 150, False),  # a cap above the default reads past MAX_ITEMS
+    ],
+)
+def test_item_cap_is_a_parameter(count: int, max_items: int, read: int, overflow: bool) -> None:
+    for quote in ('"', "'"):  # the strict path and the repair path
+        parsed = parse_answer("[" + ", ".join([CUP_ITEM.replace('"', quote)] * count) + "]", max_items=max_items)
+        assert (parsed.num_items, len(parsed.pairs), parsed.overflow) == (read, read, overflow)
 
 
 def test_item_cap_on_the_repair_path() -> None:

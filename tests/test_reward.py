@@ -195,14 +195,14 @@ BAD_OPTIONS = [
     # out of range
     ({"object_weight": 1.5}, r"object_weight must be a number in \[0, 1\]; got 1.5"),
     ({"triplet_iou": 0}, r"triplet_iou must be in \(0, 1\]"),
-    ({"max_pairs": 0}, r"max_pairs must be an integer in \[1, 100\]; got 0"),
-    ({"max_pairs": 500}, r"max_pairs must be an integer in \[1, 100\]"),
+    ({"max_pairs": 0}, r"max_pairs must be an integer >= 1; got 0"),
+    ({"max_pairs": 2.5}, r"max_pairs must be an integer >= 1; got 2.5"),
     ({"prefilled_think": "yes"}, "prefilled_think must be true or false; got 'yes'"),
     ({"require_think": 1}, "require_think must be true, false or null; got 1"),
     # NaN is no number in range
     ({"match_iou": float("nan")}, r"match_iou must be a number in \[0, 1\]; got nan"),
     # a bool is not a count
-    ({"max_pairs": True}, r"max_pairs must be an integer in \[1, 100\]; got True"),
+    ({"max_pairs": True}, r"max_pairs must be an integer >= 1; got True"),
 ]
 
 
@@ -305,3 +305,14 @@ def test_ground_truth_itself_scores_exactly_one(truth: list, fw: float, lw: floa
     options = {"format_weight": fw, "label_weight": lw, "iou_weight": iw, "object_weight": object_weight}
     result = compute_score("hico_det", render_response(answer, "x"), answer, None, **options)
     assert result["score"] == 1.0
+
+
+def test_ground_truth_larger_than_max_pairs_is_not_flooding():
+    # 3 of the 9,658 HICO-DET test images have more than 100 pairs (up to 161)
+    truth = [HOIPair((i, 0, i + 10, 10), (i, 20, i + 10, 30), CUP, (HOLD,)) for i in range(150)]
+    perfect = compute_score("hico_det", respond(*truth), render_answer(truth))
+    assert (perfect["score"], perfect["flooded"], perfect["num_gt"], perfect["num_pred"]) == (1.0, 0.0, 150, 150)
+    flood = compute_score("hico_det", respond(*truth, FAR), render_answer(truth))
+    # one item past max(max_pairs, 150): format 0; the parser reads 150 items, so label = iou = 1
+    assert (flood["flooded"], flood["format"], flood["num_pred"]) == (1.0, 0.0, 150)
+    assert flood["score"] == pytest.approx(0.8)

@@ -42,7 +42,7 @@ __all__ = [
 MAX_TEXT_CHARS = 100_000
 """Only the first ``MAX_TEXT_CHARS`` characters of a response are read."""
 MAX_ITEMS = 100
-"""Only the first ``MAX_ITEMS`` items of an answer are read (and counted); the rest are ignored."""
+"""By default only the first ``MAX_ITEMS`` items of an answer are read (and counted); the rest are ignored."""
 MAX_COORD = 1e6
 """Box coordinates must lie in ``[-MAX_COORD, MAX_COORD]`` (this also rejects NaN and infinities)."""
 MAX_ERRORS = 10
@@ -78,11 +78,11 @@ class ParsedAnswer:
             only white space around the blocks (``prefilled_think``: no ``<think>``, text starts in the block).
         json_ok: the answer block is a strict JSON list as it stands (no fence, prose, NaN or repair).
         truncated: the list ends without its closing bracket; its complete leading items were kept.
-        num_items: items read (valid + invalid), at most ``MAX_ITEMS``.
+        overflow: the answer had more than ``max_items`` items; only the first ``max_items`` were read.
+        num_items: items read (valid + invalid), at most ``max_items``.
         num_invalid: items dropped: not an object, missing key (keys are spelled exactly), bad box, unknown
             object, no valid verb.
-        errors: short messages, at most ``MAX_ERRORS``; past ``MAX_ITEMS`` items one of them is always
-            ``"more than 100 items; the rest are ignored"`` (with the value of ``MAX_ITEMS``).
+        errors: short messages, at most ``MAX_ERRORS``.
     """
 
     pairs: tuple[HOIPair, ...]
@@ -91,6 +91,7 @@ class ParsedAnswer:
     tags_ok: bool
     json_ok: bool
     truncated: bool
+    overflow: bool
     num_items: int
     num_invalid: int
     errors: tuple[str, ...]
@@ -209,7 +210,7 @@ def _error(errors: list[str], message: str) -> None:
         errors.append(message)
 
 
-def _items(block: str, errors: list[str]) -> tuple[list, bool, bool]:
+def _items(block: str, errors: list[str], max_items: int) -> tuple[list, bool, bool]:
     """The raw items of an answer block: ``(items, json_ok, truncated)``."""
     value = _loads(block)
     if value is not None:
@@ -228,7 +229,7 @@ def _items(block: str, errors: list[str]) -> tuple[list, bool, bool]:
         value = _loads_list(block[start:cut] + "]")
         if value is not None:
             return value, False, not block[cut:].lstrip(" \t\r\n,").startswith("]")
-    return _repair_items(block, start, errors)
+    return _repair_items(block, start, errors, max_items)
 
 
 _TRAILING_COMMA = re.compile(r",(\s*[\]}])")
@@ -326,11 +327,11 @@ def _string(raw: str, single: bool) -> str:
         return raw
 
 
-def _repair_items(block: str, start: int, errors: list[str]) -> tuple[list, bool, bool]:
+def _repair_items(block: str, start: int, errors: list[str], max_items: int) -> tuple[list, bool, bool]:
     repair = _Repair(block, start + (block[start] == "["))
     items: list = []
     try:
-        while len(items) <= MAX_ITEMS:
+        while len(items) <= max_items:
             punct, value = repair.token()
             if punct == "]":
                 break
@@ -373,17 +374,18 @@ def _tags(text: str, prefilled_think: bool) -> tuple[bool, bool, bool, int, int]
     return has_think, has_answer, tags_ok, answer_open + 8, answer_close if has_answer else len(text)
 
 
-def parse_answer(text: str, *, prefilled_think: bool = False) -> ParsedAnswer:
+def parse_answer(text: str, *, prefilled_think: bool = False, max_items: int = MAX_ITEMS) -> ParsedAnswer:
     """Parse a model response into validated pairs and a record of what was wrong; never raises.
 
     Tolerates missing tags, code fences and prose around the list, single quotes, trailing commas, Python
     literals, a bare sequence of items, verbs as a list or a ``"hold, ride"`` string, names in any case with
     underscores or spaces. A list cut off mid-item keeps its complete leading items (``truncated``). Reads at
-    most ``MAX_TEXT_CHARS`` characters and ``MAX_ITEMS`` items; nothing is evaluated as code.
+    most ``MAX_TEXT_CHARS`` characters and ``max_items`` items; nothing is evaluated as code.
 
     Args:
         text: the response (anything that is not a ``str`` parses as an empty answer).
         prefilled_think: the chat template already wrote ``<think>``, so ``text`` starts inside the think block.
+        max_items: read at most this many items (``overflow`` says when there were more).
 
     >>> parsed = parse_answer("ok</think><answer>[{'human': [0, 0, 5, 9], 'object': [1, 1, 4, 4], "
     ...                       "'object class': 'Cup', 'verb class': 'hold, drink_with',}]", prefilled_think=True)
@@ -392,17 +394,18 @@ def parse_answer(text: str, *, prefilled_think: bool = False) -> ParsedAnswer:
     """
     if not isinstance(text, str):
         return ParsedAnswer(
-            (), False, False, False, False, False, 0, 0, (f"response is a {type(text).__name__}, not text",)
+            (), False, False, False, False, False, False, 0, 0, (f"response is a {type(text).__name__}, not text",)
         )
     errors: list[str] = []
     if len(text) > MAX_TEXT_CHARS:
         _error(errors, f"response longer than {MAX_TEXT_CHARS} characters; the rest is ignored")
         text = text[:MAX_TEXT_CHARS]
     has_think, has_answer, tags_ok, start, end = _tags(text, prefilled_think)
-    items, json_ok, truncated = _items(text[start:end], errors)
-    if len(items) > MAX_ITEMS:
-        _error(errors, f"more than {MAX_ITEMS} items; the rest are ignored")
-        items = items[:MAX_ITEMS]
+    items, json_ok, truncated = _items(text[start:end], errors, max_items)
+    overflow = len(items) > max_items
+    if overflow:
+        _error(errors, f"more than {max_items} items; the rest are ignored")
+        items = items[:max_items]
     pairs = [pair for index, item in enumerate(items) if (pair := _item(item, index, errors)) is not None]
     return ParsedAnswer(
         pairs=tuple(pairs),
@@ -411,6 +414,7 @@ def parse_answer(text: str, *, prefilled_think: bool = False) -> ParsedAnswer:
         tags_ok=tags_ok,
         json_ok=json_ok,
         truncated=truncated,
+        overflow=overflow,
         num_items=len(items),
         num_invalid=len(items) - len(pairs),
         errors=tuple(errors),

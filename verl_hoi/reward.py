@@ -16,7 +16,7 @@ matched pairs ``M``:
 - ``iou = (1/D) Σ_M (IoU_human + IoU_object) / 2``;
 - ``D = 0`` (nothing to find, nothing claimed): ``label = iou = 1`` if the response holds an answer
   list, else 0;
-- ``format = 1[tags] · 1[strict JSON] · 1[not truncated] · 1[items <= max_pairs] · valid/items``
+- ``format = 1[tags] · 1[strict JSON] · 1[not truncated] · 1[items <= max(max_pairs, |G|)] · valid/items``
   (``valid/items`` = 1 for an empty list); ``tags``: ``<think>…</think><answer>…</answer>`` and
   nothing else (``require_think=False``: ``<answer>…</answer>`` present);
 - ``score = (format_weight·format + label_weight·label + iou_weight·iou) / Σ weights``.
@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from verl_hoi.answer import MAX_ITEMS, HOIPair, ParsedAnswer, parse_answer
+from verl_hoi.answer import MAX_ITEMS, MAX_TEXT_CHARS, HOIPair, parse_answer
 from verl_hoi.geometry import COMBINE, combine_iou, hungarian, iou_from_corners
 from verl_hoi.prompts import get_prompt
 
@@ -87,8 +87,8 @@ class RewardConfig:
         object_weight: share of object agreement in a matched pair's label score, the rest is verb F1; [0, 1].
         triplet_iou: least human and object IoU for a matched pair's triplets to count as true positives in
             ``precision`` / ``recall`` / ``f1`` (HICO-DET evaluation uses 0.5); (0, 1].
-        max_pairs: answers with more items are flooding: format 0 (at most ``answer.MAX_ITEMS``, which is
-            also how many items the parser reads).
+        max_pairs: answers with more items than ``max(max_pairs, ground-truth pairs)`` are flooding: format 0
+            (the parser reads ``max(answer.MAX_ITEMS, max_pairs, ground-truth pairs)`` items).
         require_think: the tags must include a think block; ``None`` (default): as the row's prompt template
             says (``extra_info["prompt"]``, see ``verl_hoi.prompts``), required when there is no known template.
         prefilled_think: the chat template already opened ``<think>``, so responses start inside the think
@@ -119,8 +119,8 @@ class RewardConfig:
         if self.triplet_iou == 0:
             raise ValueError("triplet_iou must be in (0, 1]; got 0")
         count = self.max_pairs
-        if isinstance(count, bool) or not isinstance(count, numbers.Integral) or not 1 <= count <= MAX_ITEMS:
-            raise ValueError(f"max_pairs must be an integer in [1, {MAX_ITEMS}]; got {self.max_pairs!r}")
+        if isinstance(count, bool) or not isinstance(count, numbers.Integral) or count < 1:
+            raise ValueError(f"max_pairs must be an integer >= 1; got {self.max_pairs!r}")
         if self.require_think not in (None, True, False) or type(self.require_think) is int:
             raise ValueError(f"require_think must be true, false or null; got {self.require_think!r}")
         if type(self.prefilled_think) is not bool:
@@ -196,7 +196,7 @@ def _corners(pairs: Sequence[HOIPair]) -> np.ndarray:
 
 @lru_cache(maxsize=8192)
 def _ground_truth(ground_truth: str) -> _Truth:
-    parsed = parse_answer(ground_truth)
+    parsed = parse_answer(ground_truth, max_items=MAX_TEXT_CHARS)  # every pair: ground truth is never capped
     if not parsed.json_ok or parsed.num_invalid:
         raise ValueError(f"ground truth is not a valid answer JSON list: {'; '.join(parsed.errors)}")
     return _truth(parsed.pairs)
@@ -290,13 +290,6 @@ def _prompt_thinks(name: object) -> bool:
         return True
 
 
-def _flooded(parsed: ParsedAnswer, config: RewardConfig) -> bool:
-    # The parser reads at most MAX_ITEMS items and says so in its errors when there were more.
-    return parsed.num_items > config.max_pairs or (
-        parsed.num_items == MAX_ITEMS and any(error.startswith("more than") for error in parsed.errors)
-    )
-
-
 def compute_score(
     data_source: str,
     solution_str: str,
@@ -337,11 +330,13 @@ def compute_score(
             prefilled = bool(extra_info["prefilled_think"])
         if require_think is None:
             require_think = _prompt_thinks(extra_info.get("prompt"))
-    parsed = parse_answer(solution_str, prefilled_think=prefilled)
+    # An image may hold more pairs than max_pairs: answering all of them is not flooding.
+    allowed = max(config.max_pairs, len(truth.objects))
+    parsed = parse_answer(solution_str, prefilled_think=prefilled, max_items=max(MAX_ITEMS, allowed))
+    flooded = parsed.overflow or parsed.num_items > allowed
     answered = parsed.json_ok or parsed.num_items > 0 or parsed.truncated
     result = _score(parsed.pairs, truth, config, answered)
     tags = parsed.tags_ok if require_think is not False else parsed.has_answer_tags
-    flooded = _flooded(parsed, config)
     gate = tags and parsed.json_ok and not parsed.truncated and not flooded
     valid_share = (parsed.num_items - parsed.num_invalid) / parsed.num_items if parsed.num_items else 1.0
     format_score = valid_share if gate else 0.0
