@@ -109,6 +109,17 @@ def test_sample_image_ground_truth(sample_annotations, frame, min_pixels, max_pi
     ]
 
 
+def test_thin_box_stays_valid_after_rounding():
+    # 640x480 shrunk to 252x196 (x 0.39375, y 0.40833): the 2-pixel-wide human box [100, 50, 102, 60]
+    # becomes [39.4, 20.4, 40.2, 24.5] and rounds to [39, 20, 40, 24]; [101, 50, 102, 51] rounds to
+    # [40, 20, 40, 21] and is widened to [40, 20, 41, 21]
+    annotation = ImageAnnotation(
+        "x.jpg", 640, 480, (GroundTruthPair((101, 50, 102, 51), (100, 50, 102, 60), hoi_id(87, 13)),)
+    )
+    (pair,) = ground_truth_pairs(annotation, "resized", (252, 196))
+    assert (pair.human, pair.object) == ((40, 20, 41, 21), (39, 20, 40, 24))
+
+
 def test_sample_image_with_three_horse_pairs(sample_annotations):
     annotation = load_annotations(sample_annotations)[1]
     row = build_row(annotation, 1, b"", ConvertOptions(frame="original"))

@@ -100,6 +100,8 @@ class ConvertOptions:
 def ground_truth_pairs(annotation: ImageAnnotation, frame: str, size: tuple[int, int]) -> list[HOIPair]:
     """The image's pairs grouped by (human box, object box, object), boxes in ``frame`` rounded to integers.
 
+    A box that rounds to zero width or height is widened to one unit, so every ground truth parses.
+
     Every ground-truth HOI class is a valid (verb, object) combination by construction, so all of an
     image's verbs survive; items keep the order of their first pair.
 
@@ -118,7 +120,10 @@ def ground_truth_pairs(annotation: ImageAnnotation, frame: str, size: tuple[int,
         return []
     image_size = (annotation.width, annotation.height)
     raw = np.array([[p.human, p.object] for p in annotation.pairs], dtype=np.float64)  # (N, 2, 4)
-    boxes = np.rint(_to_frame(raw, frame, image_size, size)).astype(np.int64).tolist()
+    boxes = np.rint(_to_frame(raw, frame, image_size, size)).astype(np.int64)
+    # A box a pixel or two wide may round to zero width when the image shrinks: keep every box valid.
+    boxes[..., 2:] = np.maximum(boxes[..., 2:], boxes[..., :2] + 1)
+    boxes = boxes.tolist()
     groups: dict[tuple, set[int]] = {}
     for (human, obj), pair in zip(boxes, annotation.pairs, strict=True):
         verb, object_index = HOI_CLASSES[pair.hoi]
