@@ -236,10 +236,17 @@ def test_guard_stops_main_ppo_when_the_plugin_is_missing(shadowed_plugins: dict[
     assert result.stdout == ""  # nothing was composed
 
 
-def test_guard_lets_an_explicit_search_path_through(shadowed_plugins: dict[str, str]) -> None:
+# Ways to name the recipe folder on the command line, which Hydra honours without the plugin.
+EXPLICIT_SEARCH_PATHS = [
+    ["hydra.searchpath=[pkg://verl_hoi.configs]"],  # Hydra's search-path override
+    ["--config-dir", str(REPO / "verl_hoi" / "configs")],  # an extra config folder
+]
+
+
+@pytest.mark.parametrize("search_path", EXPLICIT_SEARCH_PATHS)
+def test_guard_lets_an_explicit_search_path_through(shadowed_plugins: dict[str, str], search_path: list[str]) -> None:
     result = _run(
-        [sys.executable, "-m", "verl.trainer.main_ppo", "hydra.searchpath=[pkg://verl_hoi.configs]"]
-        + ["+recipe=hoi_grpo", "--cfg", "job"],
+        [sys.executable, "-m", "verl.trainer.main_ppo", *search_path, "+recipe=hoi_grpo", "--cfg", "job"],
         **shadowed_plugins,
     )
     assert result.returncode == 0, result.stderr[-3000:]
