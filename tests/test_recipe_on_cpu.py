@@ -16,6 +16,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -182,6 +183,22 @@ def test_every_recipe_key_exists_in_verl_config() -> None:
     assert len(keys) > 30
     missing = [key for key in keys if not _has_key(base, key)]
     assert missing == []
+
+
+def test_wheel_ships_the_plugin_and_the_recipe(tmp_path: Path) -> None:
+    result = _run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), "."]
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    (wheel,) = tmp_path.glob("verl_hoi-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        (entry_points,) = [name for name in names if name.endswith(".dist-info/entry_points.txt")]
+        entry_points_text = archive.read(entry_points).decode()
+    assert "hydra_plugins/verl_hoi_searchpath/verl_hoi_searchpath.py" in names
+    assert "hydra_plugins/__init__.py" not in names  # a namespace package shared with other Hydra plugins
+    assert "verl_hoi/configs/recipe/hoi_grpo.yaml" in names
+    assert "verl_hoi_recipe_guard = verl_hoi.verl_plugin.recipe_guard" in entry_points_text
 
 
 def test_recipe_file_is_a_global_package() -> None:
