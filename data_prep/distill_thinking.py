@@ -30,17 +30,14 @@ from verl_hoi.distill import (
     CACHE_NAME,
     SUMMARY_NAME,
     DistillStats,
-    FatalTeacherError,
     FolderBusyError,
-    TeacherClient,
     TraceCache,
     cache_totals,
     distill,
-    load_teacher_prompt,
-    model_price,
     sft_rows,
 )
 from verl_hoi.sft import sft_schema
+from verl_hoi.teacher import FatalTeacherError, TeacherClient, load_teacher_prompt, model_price
 
 DETAILS = ("auto", "low", "high")
 

@@ -6,7 +6,6 @@ import hashlib
 import itertools
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -17,7 +16,6 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import httpx
 import openai
 import pyarrow.parquet as pq
 import pytest
@@ -25,21 +23,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from verl_hoi.convert import ConvertOptions, iter_rows, row_schema, select_images, write_parquet
-from verl_hoi.distill import (
-    REJECT_REASONS,
-    FatalTeacherError,
-    Price,
-    TeacherClient,
-    TraceCache,
-    check_trace,
-    clean_trace,
-    distill,
-    estimate_image_tokens,
-    load_teacher_prompt,
-    prepare_item,
-    retry_delay,
-)
+from verl_hoi.distill import TraceCache, distill
 from verl_hoi.hicodet import load_annotations
+from verl_hoi.teacher import FatalTeacherError, Price, TeacherClient, load_teacher_prompt, prepare_item
 
 REPO = Path(__file__).resolve().parents[1]
 CLI = REPO / "data_prep" / "distill_thinking.py"
@@ -333,7 +319,7 @@ def test_cli_dry_run_and_usage_errors(server, rl_parquet, tmp_path):
         assert run.returncode == 2 and message in stderr and "Traceback" not in stderr, (args, stderr)
 
 
-# ---------------------------------------------------------------- pure parts
+# ---------------------------------------------------------------- the cache
 
 
 def test_torn_last_line_is_dropped_and_appends_continue(tmp_path):
@@ -363,75 +349,3 @@ def test_cache_survives_a_cut_at_any_byte(cut):
         cache.append({"key": "z", "status": "ok", "thinking": ""})
         cache.close()
         assert [json.loads(line)["key"] for line in path.read_text().splitlines()][-1] == "z"
-
-
-@pytest.mark.parametrize(
-    ("text", "finish_reason", "reason"),
-    [
-        ("Two people stand by a horse; the left one holds its reins.", "stop", None),  # a fine trace
-        ("", "stop", "empty"),  # nothing
-        ("One person.", "length", "too_long"),  # cut by the token limit
-        ("x" * 4001, "stop", "too_long"),  # over max_chars
-        ("I'm sorry, but I can't help with that.", "stop", "refusal"),  # refusal
-        ("Sorry, I cannot identify people.", "stop", "refusal"),  # refusal, other wording
-        ("As an AI, I cannot see images.", "stop", "refusal"),  # refusal, AI disclaimer
-        ("The ground truth shows one pair.", "stop", "leak"),  # names the ground truth
-        ("Matching the provided answer, one person rides.", "stop", "leak"),  # names the given answer
-        ("I was given the annotations, so: hold.", "stop", "leak"),  # says it was given labels
-        ("One person.</think><answer>[]</answer>", "stop", "tags"),  # would break the target format
-        ("The person says sorry to the dog and pets it.", "stop", None),  # 'sorry' not at the start
-    ],
-)
-def test_check_trace(text, finish_reason, reason):
-    assert check_trace(clean_trace(text), finish_reason=finish_reason) == reason
-
-
-@given(st.text(max_size=300))
-def test_check_trace_never_raises(text):
-    assert check_trace(clean_trace(text)) in (None, *REJECT_REASONS)
-
-
-def _error(status: int, headers: dict) -> openai.APIStatusError:
-    response = httpx.Response(status, headers=headers, request=httpx.Request("POST", "http://127.0.0.1/v1"))
-    return openai.APIStatusError("x", response=response, body=None)
-
-
-class _Half(random.Random):
-    def random(self) -> float:
-        return 0.5  # jitter factor 0.5 + 0.5 * 0.5 = 0.75
-
-
-@pytest.mark.parametrize(
-    ("headers", "attempt", "expected"),
-    [
-        ({}, 1, 0.75),  # no header: base 1 s * 0.75 jitter
-        ({}, 3, 3.0),  # 1 * 2**2 * 0.75
-        ({}, 10, 45.0),  # capped at 60 * 0.75
-        ({"Retry-After": "7"}, 1, 7.0),  # seconds from the server win over a shorter backoff
-        ({"Retry-After": "0.1"}, 3, 3.0),  # a shorter Retry-After does not shorten the backoff
-        ({"retry-after-ms": "2500"}, 1, 2.5),  # milliseconds variant
-        ({"Retry-After": "3600"}, 1, 600.0),  # absurd waits are capped at 10 minutes
-        ({"Retry-After": "soon"}, 1, 0.75),  # unparseable: ignored
-    ],
-)
-def test_retry_delay(headers, attempt, expected):
-    assert retry_delay(_error(429, headers), attempt, rng=_Half()) == pytest.approx(expected)
-
-
-def test_retry_delay_http_date():
-    when = time.time() + 30
-    header = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(when))
-    assert 25 <= retry_delay(_error(503, {"Retry-After": header}), 1, rng=_Half()) <= 31
-
-
-@pytest.mark.parametrize(
-    ("size", "model", "detail", "tokens"),
-    [
-        ((640, 480), "gpt-4o", "auto", 85 + 170 * 2),  # small: not scaled, 2x1 tiles
-        ((2048, 4096), "gpt-4o", "high", 85 + 170 * 6),  # 1024x2048 -> 768x1536: 2x3 tiles
-        ((640, 480), "gpt-4o-mini", "high", 2833 + 5667 * 2),  # mini's larger token counts
-        ((4000, 3000), "gpt-4o-mini", "low", 2833),  # low detail: base only
-    ],
-)
-def test_estimate_image_tokens(size, model, detail, tokens):
-    assert estimate_image_tokens(size, model, detail) == tokens
