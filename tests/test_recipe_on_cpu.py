@@ -147,6 +147,48 @@ def test_data_files_come_from_data_dir(grpo_config: DictConfig, data_dir: Path) 
     assert grpo_config.data.val_files == f"{data_dir}/test.parquet"
 
 
+def test_grpo_script_takes_the_latest_sft_checkpoint(tmp_path: Path, data_dir: Path) -> None:
+    sft_dir = tmp_path / "sft"
+    sft_dir.mkdir()
+    (sft_dir / "latest_checkpointed_iteration.txt").write_text("7")
+    # PYTHON=echo prints the command the script would run.
+    result = _run(
+        ["bash", "recipes/grpo.sh", "trainer.total_epochs=2"],
+        MODEL_PATH="",
+        SFT_DIR=str(sft_dir),
+        DATA_DIR=str(data_dir),
+        NGPUS="4",
+        PYTHON="echo",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [
+        "-m",
+        "verl.trainer.main_ppo",
+        "+recipe=hoi_grpo",
+        f"actor_rollout_ref.model.path={sft_dir}/global_step_7/huggingface",
+        f"data.train_files={data_dir}/train.parquet",
+        f"data.val_files={data_dir}/test.parquet",
+        "trainer.n_gpus_per_node=4",
+        "trainer.nnodes=1",
+        "trainer.total_epochs=2",  # extra arguments come last, so they win
+    ]
+
+
+# (environment, the error grpo.sh stops with) for the common mistakes.
+GRPO_SCRIPT_ERRORS = [
+    ({"MODEL_PATH": "m", "DATA_DIR": "/nonexistent"}, "error: /nonexistent/train.parquet not found"),  # no data
+    ({"SFT_DIR": "/nonexistent"}, "error: /nonexistent/latest_checkpointed_iteration.txt not found"),  # no SFT run
+]
+
+
+@pytest.mark.parametrize(("env", "message"), GRPO_SCRIPT_ERRORS)
+def test_grpo_script_errors(env: dict[str, str], message: str) -> None:
+    result = _run(["bash", "recipes/grpo.sh"], PYTHON="echo", **{"MODEL_PATH": "", **env})
+    assert result.returncode == 2
+    assert result.stderr.startswith(message)
+    assert result.stdout == ""
+
+
 def test_reward_kwargs_are_the_reward_defaults(grpo_config: DictConfig) -> None:
     kwargs = OmegaConf.to_container(grpo_config.reward.reward_kwargs)
     defaults = RewardConfig()
