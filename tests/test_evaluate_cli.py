@@ -15,7 +15,7 @@ from scipy.io import savemat
 
 from verl_hoi.answer import render_answer, render_response
 from verl_hoi.convert import ConvertOptions, ground_truth_pairs, iter_rows, row_schema, select_images, write_parquet
-from verl_hoi.evaluate import main, read_jsonl
+from verl_hoi.evaluate import main
 from verl_hoi.frames import model_size
 from verl_hoi.hicodet import load_annotations
 from verl_hoi.vocab import HOI_CLASSES, NUM_HOI
@@ -168,15 +168,6 @@ def test_repeated_file_name_is_an_error(tmp_path, capsys, sample_annotations):
     preds = write_lines(tmp_path / "p.jsonl", [line, line])
     code, _, err = evaluate(capsys, "--annotations", str(sample_annotations), "--predictions", str(preds))
     assert code == 2 and "already predicted on line 1" in err
-
-
-def test_cut_off_last_line_is_skipped(tmp_path, sample_annotations):
-    path = tmp_path / "p.jsonl"
-    path.write_text('{"file_name": "a", "detections": []}\n{"file_name": "b", "detec')
-    assert [line["file_name"] for _, line in read_jsonl(path)] == ["a"]
-    path.write_text('{"file_name": "a"\n{"file_name": "b"}\n')  # broken line in the middle: an error
-    with pytest.raises(ValueError, match="line 1 is not valid JSON"):
-        list(read_jsonl(path))
 
 
 def test_missing_files_and_bad_options(tmp_path, capsys, sample_annotations):

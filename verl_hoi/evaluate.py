@@ -1,4 +1,4 @@
-"""Official HICO-DET mAP of a predictions file (command line over ``verl_hoi.evaluation``).
+"""Official HICO-DET mAP of a predictions file (command line over ``verl_hoi.predictions`` and ``verl_hoi.evaluation``).
 
     python -m verl_hoi.evaluate --annotations instances_test2015.json --predictions preds.jsonl \\
         [--json result.json] [--score-policy {auto,given,rank,constant,logprob}] \\
@@ -35,310 +35,24 @@ full precision with the settings used and the per-class AP, recall and ground-tr
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import logging
 import math
-import os
 import sys
-import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 
-from verl_hoi.detections import MAX_PER_IMAGE, SCORE_POLICIES, ImageDetections, rank_scores, response_detections
-from verl_hoi.evaluation import SETTINGS, SUBSETS, Detections, GroundTruth, HOIEval
-from verl_hoi.frames import model_size as compute_model_size
-from verl_hoi.hicodet import ImageAnnotation, load_annotations
+from verl_hoi.cli import atomic_path, doc_parser, fail
+from verl_hoi.detections import MAX_PER_IMAGE
+from verl_hoi.evaluation import SETTINGS, SUBSETS, GroundTruth, HOIEval
+from verl_hoi.hicodet import load_annotations
+from verl_hoi.predictions import POLICIES, load_predictions
 from verl_hoi.vocab import HOI_CLASSES, NUM_HOI, OBJECTS, hoi_name
 
-__all__ = [
-    "POLICIES",
-    "PredictionSet",
-    "evaluate_predictions",
-    "format_table",
-    "known_objects_from_anno_mat",
-    "line_detections",
-    "load_predictions",
-    "main",
-    "read_jsonl",
-    "write_json_atomic",
-]
-
-logger = logging.getLogger(__name__)
-
-POLICIES: tuple[str, ...] = ("auto", *SCORE_POLICIES)
-_DUMP_KEYS = frozenset({"input", "output", "gts"})
-
-
-def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
-    """``(line number, object)`` for every non-blank line, streamed; a cut-off last line is skipped with a warning.
-
-    A last line without its newline that does not parse is taken as an interrupted write.
-
-    Raises:
-        ValueError: a line before the last is not a JSON object (the message gives its number).
-    """
-    with open(path, "rb") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                value = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                if not line.endswith(b"\n"):
-                    logger.warning("%s: line %d is incomplete (an interrupted write?) and is skipped", path, number)
-                    continue
-                raise ValueError(f"{path}: line {number} is not valid JSON") from None
-            if not isinstance(value, dict):
-                raise ValueError(f"{path}: line {number} is not a JSON object")
-            yield number, value
-
-
-class PredictionSet:
-    """Detections of a predictions file aligned to the annotations, with what was found on the way.
-
-    Attributes:
-        detections: :class:`verl_hoi.evaluation.Detections`, image order then position within the line.
-        score_policy: the policy applied, e.g. ``"given"`` or ``"rank"``.
-        stats: counts (``lines``, ``images_predicted``, ``images_missing``, ``detections``,
-            ``responses``, ``pairs``, ``invalid_items``, ``frames`` per frame, ``dump_*``).
-    """
-
-    def __init__(self, detections: Detections, score_policy: str, stats: dict[str, Any]) -> None:
-        self.detections, self.score_policy, self.stats = detections, score_policy, stats
-
-
-def _detection_line(line: dict, where: str, policy: str) -> ImageDetections:
-    """The detections of a ``{"file_name", "detections"}`` line, scored by ``policy``."""
-    items = line["detections"]
-    if not isinstance(items, list):
-        raise ValueError(f"{where}: 'detections' must be a list of objects")
-    if policy == "logprob":
-        raise ValueError(f"{where}: score policy 'logprob' needs responses, not detections")
-    given = policy == "given"
-    try:  # one pass and one array per line: this loop dominates reading a million detections
-        rows = [[*d["human"], *d["object"], d["hoi"], d["score"] if given else 0] for d in items]
-        table = np.array(rows, dtype=np.float64).reshape(len(items), 10)
-    except (KeyError, TypeError, ValueError):
-        needed = "'human' and 'object' boxes of 4 numbers, an integer 'hoi'" + (" and a 'score'" if given else "")
-        raise ValueError(f"{where}: every detection needs {needed}") from None
-    hoi = table[:, 8]
-    if not ((hoi == np.floor(hoi)) & (hoi >= 0) & (hoi < NUM_HOI)).all():
-        raise ValueError(f"{where}: 'hoi' must be an integer in [0, {NUM_HOI})")
-    if not np.isfinite(table[:, :8]).all():
-        raise ValueError(f"{where}: boxes must be finite")
-    if policy == "given":
-        score = table[:, 9]
-        if np.isnan(score).any():
-            raise ValueError(f"{where}: a score is NaN")
-    elif policy == "rank":
-        score = rank_scores(len(items))
-    else:
-        score = np.ones(len(items))
-    return ImageDetections(hoi.astype(np.int64), table[:, :4], table[:, 4:8], score)
-
-
-def _size(value: Any, name: str, where: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{where}: {name!r} must be [width, height]") from None
-    return w, h
-
-
-def _response_line(line: dict, image_size: tuple[int, int] | None, where: str, policy: str) -> ImageDetections:
-    if policy == "given":
-        raise ValueError(f"{where}: score policy 'given' needs detections with scores, not responses")
-    frame = line.get("frame")
-    if not isinstance(frame, str):
-        raise ValueError(f"{where}: a response line needs its 'frame' (and 'image_size', 'model_size')")
-    if "image_size" in line:
-        image_size = _size(line["image_size"], "image_size", where)
-    elif image_size is None:
-        raise ValueError(f"{where}: a response line needs its 'image_size'")
-    if "model_size" in line:
-        size = _size(line["model_size"], "model_size", where)
-    elif "min_pixels" in line and "max_pixels" in line:
-        size = compute_model_size(image_size, int(line["min_pixels"]), int(line["max_pixels"]))
-    elif frame == "resized":
-        raise ValueError(f"{where}: frame 'resized' needs 'model_size' (or 'min_pixels' and 'max_pixels')")
-    else:
-        size = image_size
-    return response_detections(
-        line["response"],
-        frame=frame,
-        image_size=image_size,
-        model_size=size,
-        score_policy=policy,
-        token_logprobs=line.get("token_logprobs"),
-        token_offsets=line.get("token_offsets"),
-        prefilled_think=bool(line.get("prefilled_think", False)),
-        max_per_image=MAX_PER_IMAGE,
-    )
-
-
-def line_detections(
-    line: dict, *, score_policy: str = "auto", image_size: tuple[int, int] | None = None, where: str = "line"
-) -> ImageDetections:
-    """Scored detections of one prediction line (detections or a response), original frame.
-
-    Args:
-        line: a ``{"file_name", "detections"}`` or ``{"file_name", "response", frame metadata}`` object.
-        score_policy: one of :data:`POLICIES` (``auto``: ``given`` for detections, ``rank`` for responses).
-        image_size: ``(w, h)`` of the original image when the line does not carry it.
-        where: prefix of error messages, e.g. ``"preds.jsonl: line 3"``.
-
-    Raises:
-        ValueError: a malformed line or a policy that does not apply to it.
-    """
-    if score_policy not in POLICIES:
-        raise ValueError(f"unknown score policy {score_policy!r}; valid policies: {', '.join(POLICIES)}")
-    if "detections" in line:
-        return _detection_line(line, where, "given" if score_policy == "auto" else score_policy)
-    if "response" in line:
-        return _response_line(line, image_size, where, "rank" if score_policy == "auto" else score_policy)
-    raise ValueError(f"{where}: a line needs 'detections' or 'response'")
-
-
-def _dump_lines(lines: list[tuple[int, dict]], data: str | Path | None, stats: dict) -> list[tuple[int, dict]]:
-    """Turn verl validation-dump lines into response lines with the parquet rows' metadata."""
-    if data is None:
-        raise ValueError("the predictions are a verl validation dump: pass --data with the parquet it validated on")
-    import pyarrow.parquet as pq
-
-    table = pq.read_table(data, columns=["prompt", "reward_model", "extra_info"]).to_pylist()
-    rows_by_gt: dict[str, list[int]] = {}
-    rows_by_index: dict[int, int] = {}
-    for r, row in enumerate(table):
-        rows_by_gt.setdefault(row["reward_model"]["ground_truth"], []).append(r)
-        rows_by_index[int(row["extra_info"]["index"])] = r
-    used: set[int] = set()
-    converted, ambiguous, repeats, unmatched = [], 0, 0, 0
-    for number, line in lines:
-        if "index" in line and int(line["index"]) in rows_by_index:
-            candidates = [rows_by_index[int(line["index"])]]
-        else:
-            gts = line["gts"] if isinstance(line["gts"], str) else json.dumps(line["gts"])
-            candidates = rows_by_gt.get(gts, [])
-            if len(candidates) > 1:
-                text = str(line.get("input", ""))
-                by_prompt = [r for r in candidates if _prompt_text(table[r]) in text]
-                candidates = by_prompt or candidates
-                ambiguous += len({table[r]["extra_info"]["file_name"] for r in candidates}) > 1
-        if not candidates:
-            unmatched += 1
-            continue
-        free = [r for r in candidates if r not in used]
-        if not free:
-            repeats += 1
-            continue
-        row = free[0]
-        used.add(row)
-        meta = table[row]["extra_info"]
-        prefilled = str(line.get("input", "")).rstrip().endswith("<think>")  # the template opened the block
-        converted.append((number, {**meta, "response": line["output"], "prefilled_think": prefilled}))
-    if unmatched:
-        raise ValueError(f"{unmatched} dump line(s) match no row of {data} (another parquet or frame?)")
-    stats.update(dump_lines=len(lines), dump_ambiguous=ambiguous, dump_repeats_skipped=repeats)
-    if ambiguous:
-        logger.warning(
-            "%d dump line(s) matched several images with the same ground truth; row order decided", ambiguous
-        )
-    if repeats:
-        logger.warning("%d repeated response(s) of an already scored image skipped (val_kwargs.n > 1)", repeats)
-    return converted
-
-
-def _prompt_text(row: dict) -> str:
-    return "".join(m["content"] for m in row["prompt"] if m["role"] == "user").replace("<image>", "").strip()
-
-
-def load_predictions(
-    path: str | Path,
-    annotations: Sequence[ImageAnnotation],
-    *,
-    score_policy: str = "auto",
-    data: str | Path | None = None,
-) -> PredictionSet:
-    """Read a predictions JSONL (any of the three line kinds) into detections on ``annotations``' images.
-
-    Args:
-        path: the JSONL file.
-        annotations: ``verl_hoi.hicodet.load_annotations`` records; image ``i`` is ``annotations[i]``.
-        score_policy: one of :data:`POLICIES`.
-        data: the parquet a verl validation dump was made on (only for dumps).
-
-    Raises:
-        ValueError: malformed lines, unknown or repeated file names, an inapplicable policy.
-    """
-    if score_policy not in POLICIES:
-        raise ValueError(f"unknown score policy {score_policy!r}; valid policies: {', '.join(POLICIES)}")
-    index = {record.file_name: i for i, record in enumerate(annotations)}
-    lines: Iterator[tuple[int, dict]] | list[tuple[int, dict]] = read_jsonl(path)
-    stats: dict[str, Any] = {}
-    first = next(lines, None)
-    if first is not None and first[1].keys() >= _DUMP_KEYS:
-        lines = _dump_lines([first, *lines], data, stats)
-    elif first is not None:
-        lines = itertools.chain([first], lines)
-    num_lines = 0
-    per_image: dict[int, ImageDetections] = {}
-    seen_line: dict[int, int] = {}
-    frames: dict[str, int] = {}
-    kinds: set[str] = set()
-    responses = pairs = invalid = 0
-    for number, line in lines:
-        num_lines += 1
-        where = f"{path}: line {number}"
-        name = line.get("file_name")
-        if name not in index:
-            raise ValueError(f"{where}: file name {name!r} is not in the annotations")
-        image = index[name]
-        if image in seen_line:
-            raise ValueError(f"{where}: {name} was already predicted on line {seen_line[image]}")
-        seen_line[image] = number
-        record = annotations[image]
-        dets = line_detections(line, score_policy=score_policy, image_size=(record.width, record.height), where=where)
-        per_image[image] = dets
-        if "response" in line and "detections" not in line:
-            kinds.add("responses")
-            responses += 1
-            pairs += dets.num_pairs
-            invalid += dets.num_invalid
-            frames[line["frame"]] = frames.get(line["frame"], 0) + 1
-        else:
-            kinds.add("detections")
-    images = sorted(per_image)
-    parts = [per_image[i] for i in images]
-    detections = Detections(
-        image=np.repeat(np.array(images, dtype=np.int64), [len(p.hoi) for p in parts]),
-        hoi=np.concatenate([p.hoi for p in parts]) if parts else np.zeros(0, dtype=np.int64),
-        human=np.concatenate([p.human for p in parts]) if parts else np.zeros((0, 4)),
-        object=np.concatenate([p.object for p in parts]) if parts else np.zeros((0, 4)),
-        score=np.concatenate([p.score for p in parts]) if parts else np.zeros(0),
-    )
-    missing = len(annotations) - len(per_image)
-    if missing:
-        logger.warning("%d of %d annotated images have no prediction line: no detections there", missing, len(index))
-    if score_policy == "auto":
-        policy = " / ".join(p for k, p in (("detections", "given"), ("responses", "rank")) if k in kinds) or "given"
-    else:
-        policy = score_policy
-    stats.update(
-        lines=num_lines,
-        images_predicted=len(per_image),
-        images_missing=missing,
-        detections=len(detections),
-        responses=responses,
-        pairs=pairs,
-        invalid_items=invalid,
-        frames=frames,
-    )
-    return PredictionSet(detections, policy, stats)
+__all__ = ["evaluate_predictions", "format_table", "known_objects_from_anno_mat", "main", "write_json_atomic"]
 
 
 def known_objects_from_anno_mat(path: str | Path, file_names: Sequence[str], split: str = "test") -> np.ndarray:
@@ -449,25 +163,13 @@ def format_table(result: dict[str, Any]) -> str:
 
 def write_json_atomic(path: str | Path, value: Any) -> None:
     """Write JSON to a temporary file beside ``path``, then rename it over ``path``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(value, f, indent=1, allow_nan=False)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        json.dump(value, f, indent=1, allow_nan=False)
+        f.write("\n")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m verl_hoi.evaluate",
-        description=__doc__.split("\n\n")[0],
-        epilog=__doc__.split("\n\n", 2)[2],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = doc_parser("python -m verl_hoi.evaluate", __doc__)
     parser.add_argument("--annotations", required=True, help="anno_bbox.mat or instances_test2015.json")
     parser.add_argument("--predictions", required=True, help="predictions JSONL (or a verl validation dump)")
     parser.add_argument("--json", dest="json_out", help="write the full result here (percent, full precision)")
@@ -489,14 +191,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     for name, value in (("annotations", args.annotations), ("predictions", args.predictions), ("data", args.data)):
         if value is not None and not Path(value).is_file():
-            print(f"error: --{name}: file not found: {value}", file=sys.stderr)
-            return 2
+            return fail(f"--{name}: file not found: {value}")
     if args.known_object_source != "boxes" and not Path(args.known_object_source).is_file():
-        print(
-            f"error: --known-object-source: 'boxes' or an existing anno.mat, got {args.known_object_source}",
-            file=sys.stderr,
-        )
-        return 2
+        return fail(f"--known-object-source: 'boxes' or an existing anno.mat, got {args.known_object_source}")
     try:
         result = evaluate_predictions(
             args.annotations,
@@ -507,8 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             split=args.split,
         )
     except (ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return fail(error)
     print(format_table(result))
     if args.json_out:
         write_json_atomic(args.json_out, result)

@@ -1,10 +1,10 @@
 """The official HICO-DET mAP, exactly as ``ho-rcnn``'s ``eval_one.m`` / ``VOCevaldet_bboxpair.m``.
 
-Pure arrays in, numbers out; no file reading (``verl_hoi.evaluate`` is the command line). The
-shape follows pycocotools' ``COCOeval``: :meth:`HOIEval.evaluate` matches detections to ground
-truth, :meth:`HOIEval.accumulate` builds precision/recall and the 11-point AP per class,
-:meth:`HOIEval.summarize` returns the Full / Rare / Non-rare means. Intermediate arrays are kept,
-so a per-class number is a slice.
+Pure arrays in, numbers out; no file reading (``verl_hoi.predictions`` reads prediction files,
+``verl_hoi.evaluate`` is the command line). The shape follows pycocotools' ``COCOeval``:
+:meth:`HOIEval.evaluate` matches detections to ground truth, :meth:`HOIEval.accumulate` builds
+precision/recall and the 11-point AP per class, :meth:`HOIEval.summarize` returns the Full / Rare /
+Non-rare means. Intermediate arrays are kept, so a per-class number is a slice.
 
 The MATLAB behaviour reproduced here (and where common Python ports differ):
 

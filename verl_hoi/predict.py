@@ -36,7 +36,8 @@ from io import BytesIO
 from pathlib import Path
 from typing import Any
 
-from verl_hoi.evaluate import read_jsonl
+from verl_hoi.cli import UsageError, doc_parser, fail, positive_int
+from verl_hoi.predictions import read_jsonl
 
 __all__ = ["BACKENDS", "Generation", "build_messages", "load_image", "main", "predict", "prepare", "token_offsets"]
 
@@ -44,10 +45,6 @@ logger = logging.getLogger(__name__)
 
 BACKENDS: tuple[str, ...] = ("vllm", "hf")
 _META_KEYS = ("file_name", "frame", "image_size", "model_size", "min_pixels", "max_pixels", "split", "index", "prompt")
-
-
-class UsageError(Exception):
-    """A mistake of the user's: one ``error:`` line, exit code 2."""
 
 
 @dataclass(frozen=True)
@@ -283,31 +280,16 @@ def predict(
     return written
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m verl_hoi.predict",
-        description=__doc__.split("\n\n")[0],
-        epilog=__doc__.split("\n\n", 2)[2],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = doc_parser("python -m verl_hoi.predict", __doc__)
     parser.add_argument("--model", required=True, help="checkpoint folder (HF format) with its processor")
     parser.add_argument("--data", required=True, help="parquet from data_prep/hicodet_to_parquet.py")
     parser.add_argument("--out", required=True, help="predictions JSONL (appended to; existing images skipped)")
     parser.add_argument("--backend", choices=BACKENDS, default="vllm", help="vllm (GPU) or hf (transformers)")
-    parser.add_argument("--batch-size", type=_positive, default=8, help="rows per generate call (default 8)")
-    parser.add_argument("--max-new-tokens", type=_positive, default=2048, help="generation budget (default 2048)")
+    parser.add_argument("--batch-size", type=positive_int, default=8, help="rows per generate call (default 8)")
+    parser.add_argument("--max-new-tokens", type=positive_int, default=2048, help="generation budget (default 2048)")
     parser.add_argument("--logprobs", action="store_true", help="store token log-probabilities (logprob policy)")
-    parser.add_argument("--limit", type=_positive, help="only the first N rows (a quick look)")
+    parser.add_argument("--limit", type=positive_int, help="only the first N rows (a quick look)")
     parser.add_argument("--device", help="hf backend: torch device (default cuda if available, else cpu)")
     return parser
 
@@ -318,11 +300,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     for name in ("model", "data"):
         if not Path(getattr(args, name)).exists():
-            print(f"error: --{name}: not found: {getattr(args, name)}", file=sys.stderr)
-            return 2
+            return fail(f"--{name}: not found: {getattr(args, name)}")
     if not Path(args.out).parent.is_dir():
-        print(f"error: --out: folder does not exist: {Path(args.out).parent}", file=sys.stderr)
-        return 2
+        return fail(f"--out: folder does not exist: {Path(args.out).parent}")
     try:
         written = predict(
             args.model,
@@ -336,8 +316,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             device=args.device,
         )
     except (UsageError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return fail(error)
     logger.info("%d new line(s) written to %s", written, args.out)
     return 0
 

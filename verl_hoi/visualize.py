@@ -3,7 +3,7 @@
     python -m verl_hoi.visualize --predictions preds.jsonl --images DIR --out DIR \\
         [--annotations instances_test2015.json] [--top 10] [--score-policy auto] [--limit N]
 
-Each prediction line (any kind ``verl_hoi.evaluate`` reads, boxes mapped back to the original image)
+Each prediction line (any kind ``verl_hoi.predictions`` reads, boxes mapped back to the original image)
 becomes ``OUT/<file_name>``: the ``--top`` best-scored triplets grouped by pair, the human box in
 blue, the object box in orange, a line between their centres and a numbered tag; a legend lists each
 pair's labels with scores (``1 hold bicycle 1.00, ride bicycle 0.93``). With ``--annotations`` the
@@ -15,16 +15,16 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from verl_hoi.cli import atomic_path, doc_parser, fail
 from verl_hoi.detections import ImageDetections
-from verl_hoi.evaluate import POLICIES, line_detections, read_jsonl
 from verl_hoi.hicodet import ImageAnnotation, load_annotations
+from verl_hoi.predictions import POLICIES, line_detections, read_jsonl
 from verl_hoi.vocab import hoi_name
 
 __all__ = ["PAIR_COLOURS", "draw", "group_pairs", "main"]
@@ -96,22 +96,12 @@ def _pair(pen, font, human: list[float], obj: list[float], tag: str, colours: tu
 
 
 def _save_atomic(image, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         image.save(tmp, format="PNG" if path.suffix.lower() == ".png" else "JPEG", quality=90)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m verl_hoi.visualize",
-        description=__doc__.split("\n\n")[0],
-        epilog=__doc__.split("\n\n", 2)[2],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = doc_parser("python -m verl_hoi.visualize", __doc__)
     parser.add_argument("--predictions", required=True, help="predictions JSONL (verl_hoi.predict or detections)")
     parser.add_argument("--images", required=True, help="folder with the original images")
     parser.add_argument("--out", required=True, help="output folder (created if needed)")
@@ -130,14 +120,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     if not Path(args.predictions).is_file():
-        print(f"error: --predictions: file not found: {args.predictions}", file=sys.stderr)
-        return 2
+        return fail(f"--predictions: file not found: {args.predictions}")
     if not Path(args.images).is_dir():
-        print(f"error: --images: not a folder: {args.images}", file=sys.stderr)
-        return 2
+        return fail(f"--images: not a folder: {args.images}")
     if args.top < 1 or (args.limit is not None and args.limit < 1):
-        print("error: --top and --limit must be >= 1", file=sys.stderr)
-        return 2
+        return fail("--top and --limit must be >= 1")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     try:
@@ -156,8 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 _save_atomic(draw(image, dets, truth.get(name), args.top), out / Path(name).name)
             drawn += 1
     except (ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return fail(error)
     if missing:
         logger.warning("%d image(s) not found in %s", missing, args.images)
     logger.info("%d image(s) drawn into %s", drawn, out)

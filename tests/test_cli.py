@@ -1,0 +1,60 @@
+"""``verl_hoi.cli``: one-line user errors, positive-integer options, help from docstrings, atomic writes."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from verl_hoi.cli import USAGE_ERROR, atomic_path, doc_parser, fail, positive_int
+
+
+def test_fail_prints_one_error_line(capsys):
+    assert fail(ValueError("bad.jsonl: line 3 is not valid JSON")) == USAGE_ERROR == 2
+    out, err = capsys.readouterr()
+    assert (out, err) == ("", "error: bad.jsonl: line 3 is not valid JSON\n")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("0", "must be >= 1, got 0"),  # zero is not positive
+        ("-4", "must be >= 1, got -4"),  # negative
+        ("2.5", "not an integer: '2.5'"),  # not an integer
+        ("", "not an integer: ''"),  # empty
+    ],
+)
+def test_positive_int_rejects(text, message):
+    with pytest.raises(argparse.ArgumentTypeError, match=message):
+        positive_int(text)
+
+
+def test_positive_int_accepts():
+    assert positive_int("1") == 1  # the smallest value
+    assert positive_int(" 64 ") == 64  # int() ignores surrounding white space
+
+
+def test_doc_parser_uses_summary_and_details():
+    parser = doc_parser("prog", "Summary line.\n\n    prog --x\n\nDetails one.\n\nDetails two.")
+    assert (parser.prog, parser.description, parser.epilog) == ("prog", "Summary line.", "Details one.\n\nDetails two.")
+
+
+def test_atomic_path_replaces_on_success(tmp_path):
+    path = tmp_path / "result.json"
+    path.write_text("old")
+    with atomic_path(path) as tmp:
+        assert tmp.parent == tmp_path and tmp != path
+        tmp.write_text("new")
+        assert path.read_text() == "old"  # untouched until the block ends
+    assert path.read_text() == "new"
+    assert [p.name for p in tmp_path.iterdir()] == ["result.json"]
+
+
+def test_atomic_path_keeps_the_old_file_on_error(tmp_path):
+    path = tmp_path / "result.json"
+    path.write_text("old")
+    with pytest.raises(RuntimeError, match="interrupted"), atomic_path(path) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("interrupted")
+    assert path.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["result.json"]
