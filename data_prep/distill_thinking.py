@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from verl_hoi.cli import UsageError, fail
 from verl_hoi.convert import write_parquet
 from verl_hoi.distill import (
     CACHE_NAME,
@@ -40,10 +41,6 @@ from verl_hoi.sft import sft_schema
 from verl_hoi.teacher import FatalTeacherError, TeacherClient, load_teacher_prompt, model_price
 
 DETAILS = ("auto", "low", "high")
-
-
-class UsageError(Exception):
-    """A mistake of the user's: reported as one ``error:`` line with exit code 2."""
 
 
 def _number(kind: type, minimum: float, strict: bool = False):
@@ -244,8 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         total = min(total, args.limit) if args.limit else total
         stats, keys = asyncio.run(_distill(args, template, key, total))
     except UsageError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return fail(error)
     except FatalTeacherError as error:
         print(
             f"error: the teacher stopped the run: {error}; finished items are in {args.out / CACHE_NAME}",
@@ -253,8 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 1
     except (FolderBusyError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return fail(error)
     except KeyboardInterrupt:
         print(f"interrupted: finished items are in {args.out / CACHE_NAME}; rerun to resume", file=sys.stderr)
         return 130

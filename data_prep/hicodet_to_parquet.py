@@ -15,6 +15,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from verl_hoi.cli import UsageError, fail, positive_int
 from verl_hoi.convert import (
     IMAGE_MODES,
     ROWS_PER_GROUP,
@@ -33,20 +34,6 @@ PLAIN_PROMPT = "hoi_r1_plain"
 """The template ``--no-thinking`` selects when no ``--prompt`` is given."""
 
 
-class UsageError(Exception):
-    """A mistake of the user's: reported as one ``error:`` line with exit code 2."""
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Convert HICO-DET (anno_bbox.mat or instances_{train,test}2015.json) into DIR/<split>.parquet "
@@ -59,10 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder (created if needed)")
     parser.add_argument("--frame", choices=FRAMES, default=DEFAULT_FRAME, help="box coordinates (default: %(default)s)")
     parser.add_argument(
-        "--min-pixels", type=_positive_int, default=DEFAULT_MIN_PIXELS, metavar="N", help="default: %(default)s"
+        "--min-pixels", type=positive_int, default=DEFAULT_MIN_PIXELS, metavar="N", help="default: %(default)s"
     )
     parser.add_argument(
-        "--max-pixels", type=_positive_int, default=DEFAULT_MAX_PIXELS, metavar="N", help="default: %(default)s"
+        "--max-pixels", type=positive_int, default=DEFAULT_MAX_PIXELS, metavar="N", help="default: %(default)s"
     )
     parser.add_argument(
         "--image-mode",
@@ -78,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-thinking)",
     )
     parser.add_argument("--no-thinking", action="store_true", help=f"ask for the answer only (template {PLAIN_PROMPT})")
-    parser.add_argument("--limit", type=_positive_int, metavar="N", help="convert only the first N images")
+    parser.add_argument("--limit", type=positive_int, metavar="N", help="convert only the first N images")
     parser.add_argument(
         "--skip-missing-images", action="store_true", help="leave out images missing from --images instead of failing"
     )
@@ -145,8 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run(args)
     except UsageError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return fail(error)
     except KeyboardInterrupt:
         print("interrupted: nothing written", file=sys.stderr)
         return 130
