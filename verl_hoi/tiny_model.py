@@ -49,7 +49,7 @@ def _training_text() -> list[str]:
 def build_tiny_qwen2_5_vl(
     out_dir: str | Path, *, min_pixels: int = 4 * 28 * 28, max_pixels: int = 64 * 28 * 28, seed: int = 0
 ) -> Path:
-    """Write a tiny Qwen2.5-VL (about 200k parameters, under 1 MB) and its processor to ``out_dir``.
+    """Write a tiny Qwen2.5-VL (about 0.6M parameters, a few MB) and its processor to ``out_dir``.
 
     Returns the folder, which ``AutoProcessor`` and ``Qwen2_5_VLForConditionalGeneration``
     ``from_pretrained`` load like any checkpoint.
@@ -91,22 +91,23 @@ def build_tiny_qwen2_5_vl(
     config = Qwen2_5_VLConfig(
         text_config={
             "vocab_size": len(tokenizer),
-            "hidden_size": 64,
-            "intermediate_size": 128,
+            # head size 64, like real checkpoints: vLLM's attention kernels accept few head sizes
+            "hidden_size": 128,
+            "intermediate_size": 256,
             "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-            "num_key_value_heads": 2,
-            "rope_scaling": {"type": "mrope", "mrope_section": [2, 3, 3]},
+            "num_attention_heads": 2,
+            "num_key_value_heads": 1,
+            "rope_scaling": {"type": "mrope", "mrope_section": [8, 12, 12]},  # sums to half the head size
             "bos_token_id": token_id("<|endoftext|>"),
             "eos_token_id": token_id("<|im_end|>"),
             "pad_token_id": token_id("<|endoftext|>"),
         },
         vision_config={
             "depth": 2,
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_heads": 2,
-            "out_hidden_size": 64,
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_heads": 1,
+            "out_hidden_size": 128,
             "fullatt_block_indexes": [1],
             "window_size": 56,
             "patch_size": 14,
