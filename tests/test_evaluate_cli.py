@@ -64,15 +64,8 @@ def evaluate(capsys, *args: str) -> tuple[int, str, str]:
 
 def test_ground_truth_detections_give_100_and_a_complete_json(tmp_path, capsys, caplog, sample_annotations):
     preds = write_lines(tmp_path / "p.jsonl", gt_detection_lines(sample_annotations))
-    code, out, err = evaluate(
-        capsys,
-        "--annotations",
-        str(sample_annotations),
-        "--predictions",
-        str(preds),
-        "--json",
-        str(tmp_path / "r.json"),
-    )
+    args = ["--annotations", str(sample_annotations), "--predictions", str(preds), "--json", str(tmp_path / "r.json")]
+    code, out, err = evaluate(capsys, *args)
     assert code == 0, err
     assert "Default       mAP         100.00    100.00    100.00" in out
     assert "Known-Object  mAP         100.00    100.00    100.00" in out
@@ -117,15 +110,8 @@ def test_line_order_does_not_matter(tmp_path, capsys, sample_annotations):
 @pytest.mark.parametrize("frame", ["resized", "original", "norm1000"])
 def test_ground_truth_responses_give_100(tmp_path, capsys, sample_annotations, frame):
     preds = write_lines(tmp_path / "p.jsonl", gt_response_lines(sample_annotations, frame))
-    code, out, err = evaluate(
-        capsys,
-        "--annotations",
-        str(sample_annotations),
-        "--predictions",
-        str(preds),
-        "--json",
-        str(tmp_path / "r.json"),
-    )
+    args = ["--annotations", str(sample_annotations), "--predictions", str(preds), "--json", str(tmp_path / "r.json")]
+    code, out, err = evaluate(capsys, *args)
     assert code == 0, err
     result = json.loads((tmp_path / "r.json").read_text())
     assert round(result["default"]["full"], 2) == 100.0
