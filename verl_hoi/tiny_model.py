@@ -49,7 +49,7 @@ def _training_text() -> list[str]:
 def build_tiny_qwen2_5_vl(
     out_dir: str | Path, *, min_pixels: int = 4 * 28 * 28, max_pixels: int = 64 * 28 * 28, seed: int = 0
 ) -> Path:
-    """Write a tiny Qwen2.5-VL (about 0.6M parameters, a few MB) and its processor to ``out_dir``.
+    """Write a tiny Qwen2.5-VL (about 0.7M parameters in bf16, under 2 MB) and its processor to ``out_dir``.
 
     Returns the folder, which ``AutoProcessor`` and ``Qwen2_5_VLForConditionalGeneration``
     ``from_pretrained`` load like any checkpoint.
@@ -125,7 +125,8 @@ def build_tiny_qwen2_5_vl(
     model = Qwen2_5_VLForConditionalGeneration(config)
     model.generation_config.eos_token_id = token_id("<|im_end|>")
     model.generation_config.pad_token_id = token_id("<|endoftext|>")
-    model.save_pretrained(out)
+    # bf16 on disk, like released Qwen2.5-VL checkpoints: vLLM's "auto" dtype then picks bf16 kernels.
+    model.to(torch.bfloat16).save_pretrained(out)
     processor.save_pretrained(out)
     return out
 
