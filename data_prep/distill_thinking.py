@@ -20,12 +20,11 @@ import asyncio
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from verl_hoi.cli import UsageError, fail
+from verl_hoi.cli import UsageError, atomic_path, fail
 from verl_hoi.convert import write_parquet
 from verl_hoi.distill import (
     CACHE_NAME,
@@ -185,10 +184,8 @@ def _report_dry_run(stats: DistillStats, price) -> None:
 
 
 def _write_summary(path: Path, summary: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=2)
-    os.replace(tmp, path)
 
 
 def _finish(args: argparse.Namespace, schema: Any, stats: DistillStats, keys: list) -> dict[str, Any]:

@@ -22,7 +22,6 @@ images were skipped still point at their annotation.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -33,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from verl_hoi.answer import HOIPair, render_answer
+from verl_hoi.cli import atomic_path
 from verl_hoi.frames import DEFAULT_FRAME, DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, FRAMES, frame_extent, model_size
 from verl_hoi.frames import to_frame as _to_frame
 from verl_hoi.hicodet import SPLITS, ImageAnnotation
@@ -290,18 +290,11 @@ def write_parquet(rows: Iterable[dict[str, Any]], path: str | Path, schema: Any,
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    path = Path(path)
-    tmp_name = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     count = 0
-    try:
-        with pq.ParquetWriter(tmp_name, schema) as writer:
-            for batch in _batches(rows, rows_per_group):
-                writer.write_table(pa.Table.from_pylist(batch, schema=schema))
-                count += len(batch)
-        os.replace(tmp_name, path)
-    except BaseException:
-        tmp_name.unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, pq.ParquetWriter(tmp, schema) as writer:
+        for batch in _batches(rows, rows_per_group):
+            writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+            count += len(batch)
     return count
 
 
