@@ -1,5 +1,5 @@
-"""Glue shared by the command lines (``evaluate``, ``predict``, ``visualize``): help from the module
-docstring, one-line user errors with exit code 2, positive-integer options and atomic output files.
+"""Glue shared by the command lines: help from the module docstring, one-line user errors with exit
+code 2, positive-integer options, output paths checked before any work, and atomic output files.
 
 >>> fail("--top must be >= 1")
 2
@@ -14,7 +14,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["USAGE_ERROR", "UsageError", "atomic_path", "doc_parser", "fail", "positive_int"]
+__all__ = [
+    "USAGE_ERROR",
+    "UsageError",
+    "atomic_path",
+    "check_output_file",
+    "doc_parser",
+    "fail",
+    "positive_int",
+    "refuse_overlap",
+]
 
 USAGE_ERROR = 2
 """Exit code of a user mistake (a missing file, a bad value), as argparse uses."""
@@ -75,3 +84,47 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def check_output_file(path: str | Path, option: str) -> Path:
+    """``path`` as a file that can be written, checked before any work is done.
+
+    Raises:
+        UsageError: ``path`` is a folder, its folder does not exist, or that folder is not writable.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"{option} {path}: is a folder, not a file")
+    parent = path.parent
+    if not parent.is_dir():
+        raise UsageError(f"{option} {path}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise UsageError(f"{option} {path}: folder {parent} is not writable")
+    return path
+
+
+def _same_path(a: Path, b: Path) -> bool:
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def refuse_overlap(outputs: dict[str, str | Path | None], inputs: dict[str, str | Path | None]) -> None:
+    """Refuse to write where the command reads: an output (file or folder) that is one of the inputs.
+
+    Both arguments map an option name (``"--out"``) to its path; ``None`` values are ignored.
+
+    >>> refuse_overlap({"--out": "a.jsonl"}, {"--data": "b.parquet"})
+    >>> refuse_overlap({"--out": "x/../a.jsonl"}, {"--data": "a.jsonl"})
+    Traceback (most recent call last):
+    verl_hoi.cli.UsageError: --out a.jsonl is also --data: refusing to write over an input
+
+    Raises:
+        UsageError: an output path is an input path (links and ``..`` resolved).
+    """
+    for out_option, out in outputs.items():
+        for in_option, source in inputs.items():
+            if out is not None and source is not None and _same_path(Path(out), Path(source)):
+                raise UsageError(
+                    f"{out_option} {os.path.normpath(out)} is also {in_option}: refusing to write over an input"
+                )

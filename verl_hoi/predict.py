@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from verl_hoi.cli import UsageError, doc_parser, fail, positive_int
-from verl_hoi.predictions import read_jsonl
+from verl_hoi.jsonl import iter_jsonl, repair_torn_tail
 
 __all__ = ["BACKENDS", "Generation", "build_messages", "load_image", "main", "predict", "prepare", "token_offsets"]
 
@@ -217,16 +217,11 @@ class _VLLMGenerator:
 
 
 def _done_file_names(out: Path) -> set[str]:
-    """File names already in ``out``; a cut-off last line is removed from the file."""
+    """File names already in ``out``, after repairing a last line cut off by an interruption."""
     if not out.exists():
         return set()
-    data = out.read_bytes()
-    if data and not data.endswith(b"\n"):
-        cut = data.rfind(b"\n") + 1
-        logger.warning("%s: dropping an incomplete last line before resuming", out)
-        with open(out, "r+b") as f:
-            f.truncate(cut)
-    return {line["file_name"] for _, line in read_jsonl(out) if "file_name" in line}
+    repair_torn_tail(out)
+    return {line["file_name"] for _, line in iter_jsonl(out, allow_torn_tail=False) if "file_name" in line}
 
 
 def predict(

@@ -1,7 +1,7 @@
 """Prediction files read into detections on the annotations' images (pure reading, no printing).
 
-A predictions file is JSONL, one line per image, in any line order; :func:`read_jsonl` streams its
-lines, :func:`line_detections` scores one line and :func:`load_predictions` aligns a whole file to
+A predictions file is JSONL, one line per image, in any line order; :func:`verl_hoi.jsonl.iter_jsonl` streams
+its lines, :func:`line_detections` scores one line and :func:`load_predictions` aligns a whole file to
 ``verl_hoi.hicodet`` records as :class:`verl_hoi.evaluation.Detections`. A line is one of
 
 - ``{"file_name", "detections": [{"human", "object", "hoi", "score"}, ...]}``: boxes in the
@@ -35,9 +35,10 @@ from verl_hoi.detections import MAX_PER_IMAGE, SCORE_POLICIES, ImageDetections, 
 from verl_hoi.evaluation import Detections
 from verl_hoi.frames import model_size as compute_model_size
 from verl_hoi.hicodet import ImageAnnotation
+from verl_hoi.jsonl import iter_jsonl
 from verl_hoi.vocab import NUM_HOI
 
-__all__ = ["POLICIES", "PredictionSet", "line_detections", "load_predictions", "read_jsonl"]
+__all__ = ["POLICIES", "PredictionSet", "line_detections", "load_predictions"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,30 +51,6 @@ _DUMP_KEYS = frozenset({"input", "output", "gts"})
 def _check_policy(score_policy: str) -> None:
     if score_policy not in POLICIES:
         raise ValueError(f"unknown score policy {score_policy!r}; valid policies: {', '.join(POLICIES)}")
-
-
-def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
-    """``(line number, object)`` for every non-blank line, streamed; a cut-off last line is skipped with a warning.
-
-    A last line without its newline that does not parse is taken as an interrupted write.
-
-    Raises:
-        ValueError: a line before the last is not a JSON object (the message gives its number).
-    """
-    with open(path, "rb") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                value = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                if not line.endswith(b"\n"):
-                    logger.warning("%s: line %d is incomplete (an interrupted write?) and is skipped", path, number)
-                    continue
-                raise ValueError(f"{path}: line {number} is not valid JSON") from None
-            if not isinstance(value, dict):
-                raise ValueError(f"{path}: line {number} is not a JSON object")
-            yield number, value
 
 
 class PredictionSet:
@@ -254,7 +231,7 @@ def load_predictions(
     """
     _check_policy(score_policy)
     index = {record.file_name: i for i, record in enumerate(annotations)}
-    lines: Iterator[tuple[int, dict]] | list[tuple[int, dict]] = read_jsonl(path)
+    lines: Iterator[tuple[int, dict]] | list[tuple[int, dict]] = iter_jsonl(path)
     stats: dict[str, Any] = {}
     first = next(lines, None)
     if first is not None and first[1].keys() >= _DUMP_KEYS:

@@ -24,7 +24,8 @@ import numpy as np
 from verl_hoi.cli import atomic_path, doc_parser, fail
 from verl_hoi.detections import ImageDetections
 from verl_hoi.hicodet import ImageAnnotation, load_annotations
-from verl_hoi.predictions import POLICIES, line_detections, read_jsonl
+from verl_hoi.jsonl import iter_jsonl
+from verl_hoi.predictions import POLICIES, line_detections
 from verl_hoi.vocab import hoi_name
 
 __all__ = ["PAIR_COLOURS", "draw", "group_pairs", "main"]
@@ -129,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     try:
         truth = {a.file_name: a for a in load_annotations(args.annotations)} if args.annotations else {}
-        lines = list(read_jsonl(args.predictions))[: args.limit]
+        lines = list(iter_jsonl(args.predictions))[: args.limit]
         missing = drawn = 0
         for number, line in tqdm(lines, desc="visualize", unit="image"):
             name = str(line.get("file_name", ""))
