@@ -44,4 +44,3 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_qwen2_5_vl(
         tmp_path_factory.mktemp("tiny_qwen2_5_vl"), min_pixels=TINY_MIN_PIXELS, max_pixels=TINY_MAX_PIXELS
     )
-

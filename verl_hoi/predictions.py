@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 
 from verl_hoi.detections import MAX_PER_IMAGE, SCORE_POLICIES, ImageDetections, rank_scores, response_detections
 from verl_hoi.evaluation import Detections
