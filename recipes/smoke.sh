@@ -4,17 +4,22 @@
 # ground-truth answers (no teacher API), two GRPO steps with vLLM, predict, evaluate. The tiny model
 # learns nothing: expect an mAP near 0; what matters is that every step runs.
 #
-# Usage: bash recipes/smoke.sh              # makes $VENV and installs '.[train]' into it
-#        VENV=.venv bash recipes/smoke.sh   # reuse an environment that already has '.[train]'
-#        SMOKE_CPU=1 bash recipes/smoke.sh  # CPU only, no install: the SFT and GRPO configs are composed,
-#                                           # not run, and the tiny model predicts (transformers); the
-#                                           # tests run this
+# On a machine without a GPU (no working nvidia-smi) it runs what a CPU can, and says what it left
+# for a GPU: it installs the CPU set (torch and verl-hoi, no vLLM), builds the tiny model, converts
+# the sample, composes the SFT and GRPO configs instead of training, predicts with transformers,
+# evaluates and draws.
+#
+# Usage: bash recipes/smoke.sh              # makes $VENV and installs into it what this machine can run
+#        VENV=.venv bash recipes/smoke.sh   # reuse an environment (installed into only if verl-hoi is missing)
+#        SMOKE_CPU=1 bash recipes/smoke.sh  # the CPU steps even where a GPU is present
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 OUT=${OUT:-runs/smoke}
 VENV=${VENV:-runs/venv-smoke}
-SMOKE_CPU=${SMOKE_CPU:-0}
+if [ -z "${SMOKE_CPU:-}" ]; then
+    if nvidia-smi -L >/dev/null 2>&1; then SMOKE_CPU=0; else SMOKE_CPU=1; fi
+fi
 SAMPLE=recipes/sample
 # Small images keep the tiny model fast: at most 256 image tokens (256 * 28 * 28 pixels).
 MIN_PIXELS=3136
@@ -29,15 +34,18 @@ run() {
 }
 
 step "1/8 install"
+[ -x "$VENV/bin/python" ] || run python3 -m venv "$VENV"
 if [ "$SMOKE_CPU" = 1 ]; then
-    echo "SMOKE_CPU=1: using $VENV as it is" >&2
+    echo "no GPU (or SMOKE_CPU=1): CPU steps only, no vLLM" >&2
+    if ! "$VENV/bin/python" -c "import verl, verl_hoi" 2>/dev/null; then
+        # An old bundled pip backtracks for many minutes on verl's pins.
+        run "$VENV/bin/python" -m pip install -q --upgrade pip
+        run "$VENV/bin/python" -m pip install -q torch==2.14.1 torchvision==0.29.1
+        run "$VENV/bin/python" -m pip install -q -e .
+    fi
 else
-    [ -x "$VENV/bin/python" ] || run python3 -m venv "$VENV"
-    run "$VENV/bin/pip" install -q -e '.[train]'
-fi
-if [ ! -x "$VENV/bin/python" ]; then
-    echo "error: $VENV/bin/python not found (set VENV to an environment with verl-hoi installed)" >&2
-    exit 2
+    run "$VENV/bin/python" -m pip install -q --upgrade pip
+    run "$VENV/bin/python" -m pip install -q -e '.[train]'
 fi
 BIN=$(cd "$VENV/bin" && pwd)
 PY="$BIN/python"
@@ -120,4 +128,10 @@ if [ "$SMOKE_CPU" != 1 ]; then
 fi
 run "$PY" -m verl_hoi.visualize --predictions "$OUT/predictions.jsonl" --images "$SAMPLE/images" \
     --annotations "$SAMPLE/annotations.json" --out "$OUT/vis"
-step "smoke run done: $OUT"
+if [ "$SMOKE_CPU" = 1 ]; then
+    step "smoke run done on CPU: $OUT"
+    echo "left for a GPU: SFT and GRPO training (configs composed: $OUT/sft_config.yaml, $OUT/grpo_config.yaml)," \
+        "vLLM prediction, scoring a GRPO validation dump" >&2
+else
+    step "smoke run done: $OUT"
+fi
