@@ -1,21 +1,37 @@
-"""Convert HICO-DET annotations and images into a verl RLHFDataset parquet file (one row per image).
+"""Convert HICO-DET annotations and images into a verl RLHFDataset parquet file, one row per image.
 
-Example:
     python data_prep/hicodet_to_parquet.py --annotations hico_20160224_det/anno_bbox.mat \\
         --images hico_20160224_det/images/train2015 --split train --out data/hicodet
 
-writes data/hicodet/train.parquet. Row layout: see verl_hoi/convert.py.
+Writes OUT/<split>.parquet (row layout: verl_hoi/convert.py). The annotations are anno_bbox.mat or
+instances_{train,test}2015.json; --split train leaves out images without a visible pair, --split
+test keeps every image.
+
+Before anything is written: the annotations must be valid (numbers of the right type and in range,
+never read from strings; each file name once: the rules are in verl_hoi/hicodet.py), every image
+present (or left out with --skip-missing-images), and --out a folder that can be written, neither
+the annotation file nor the image folder. While converting, every image is decoded as training will
+decode it: one that cannot be (not an image, truncated, corrupt, or larger than PIL's
+decompression-bomb limit, verl_hoi.convert.MAX_IMAGE_PIXELS) stops the run, or with --skip-bad-images
+is left out and counted; one whose size is not the annotated one always stops it. A run that stops,
+Ctrl-C included, leaves an earlier <split>.parquet as it was and no partial file.
+
+A mistake ends with one line `error: ...` naming the file (and the image), exit code 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from itertools import islice
 from pathlib import Path
 
 from tqdm import tqdm
 
-from verl_hoi.cli import UsageError, fail, positive_int
+from verl_hoi.cli import UsageError, check_output_file, doc_parser, fail, positive_int, refuse_overlap
 from verl_hoi.convert import (
     IMAGE_MODES,
     ROWS_PER_GROUP,
@@ -35,11 +51,7 @@ PLAIN_PROMPT = "hoi_r1_plain"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description="Convert HICO-DET (anno_bbox.mat or instances_{train,test}2015.json) into DIR/<split>.parquet "
-        "for verl's RLHFDataset: one row per image with the prompt, the image, and the ground-truth answer "
-        "JSON in the chosen coordinate frame.",
-    )
+    parser = doc_parser("python data_prep/hicodet_to_parquet.py", __doc__)
     parser.add_argument("--annotations", required=True, type=Path, metavar="PATH", help="anno_bbox.mat or *.json")
     parser.add_argument("--images", required=True, type=Path, metavar="DIR", help="folder with the split's images")
     parser.add_argument("--split", required=True, choices=SPLITS, help="train skips images without a visible pair")
@@ -65,9 +77,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-thinking)",
     )
     parser.add_argument("--no-thinking", action="store_true", help=f"ask for the answer only (template {PLAIN_PROMPT})")
-    parser.add_argument("--limit", type=positive_int, metavar="N", help="convert only the first N images")
+    parser.add_argument(
+        "--limit",
+        type=positive_int,
+        metavar="N",
+        help="convert only the first N images (the first N that are not skipped)",
+    )
     parser.add_argument(
         "--skip-missing-images", action="store_true", help="leave out images missing from --images instead of failing"
+    )
+    parser.add_argument(
+        "--skip-bad-images",
+        action="store_true",
+        help="leave out images that cannot be decoded (counted on stderr) instead of failing",
     )
     return parser
 
@@ -78,6 +100,35 @@ def _prompt_name(prompt: str | None, no_thinking: bool) -> str:
     if no_thinking and get_prompt(prompt).thinking:
         raise UsageError(f"--no-thinking conflicts with --prompt {prompt}, a template with thinking")
     return prompt
+
+
+def _output_file(out: Path, split: str, inputs: dict[str, Path]) -> Path:
+    """``out/<split>.parquet``, checked before any work: no input, and in a folder that is or can be made writable."""
+    path = out / f"{split}.parquet"
+    for output in (out, path):
+        refuse_overlap({"--out": output}, inputs)
+    if out.is_dir():
+        return check_output_file(path, "--out")
+    existing = next(folder for folder in out.parents if folder.exists())
+    if out.exists() or not existing.is_dir():
+        raise UsageError(f"--out {out}: {out if out.exists() else existing} is not a folder")
+    if not os.access(existing, os.W_OK):
+        raise UsageError(f"--out {out}: folder {existing} is not writable")
+    return path
+
+
+@contextmanager
+def _folder_made(folder: Path) -> Iterator[None]:
+    """Create ``folder`` and its missing parents; on an error remove those it created, if still empty."""
+    created = [f for f in (folder, *folder.parents) if not f.exists()]  # deepest first
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        yield
+    except BaseException:
+        for made in created:
+            with suppress(OSError):
+                made.rmdir()
+        raise
 
 
 def run(args: argparse.Namespace) -> Path:
@@ -91,17 +142,23 @@ def run(args: argparse.Namespace) -> Path:
             prompt=_prompt_name(args.prompt, args.no_thinking),
             image_mode=args.image_mode,
         )
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    path = _output_file(args.out, args.split, {"--annotations": args.annotations, "--images": args.images})
+    if not args.images.is_dir():
+        raise UsageError(f"--images {args.images}: {'not a folder' if args.images.exists() else 'no such folder'}")
+    try:
         annotations = load_annotations(args.annotations, args.split)
     except (ValueError, FileNotFoundError) as error:
         raise UsageError(str(error)) from None
-    if not args.images.is_dir():
-        raise UsageError(f"image folder not found: {args.images}")
 
     indices = select_images(annotations, args.split)
+    if not indices:
+        raise UsageError(f"{args.annotations}: no image to convert (none has a visible pair)")
     if len(indices) < len(annotations):
         print(f"skipping {len(annotations) - len(indices)} training images without a visible pair", file=sys.stderr)
-    if not args.skip_missing_images:
-        indices = indices[: args.limit]
+    if not (args.skip_missing_images or args.skip_bad_images):
+        indices = indices[: args.limit]  # only these need to be present
     missing = set(missing_images([annotations[i] for i in indices], args.images))
     if missing:
         first = next(annotations[i].file_name for i in indices if annotations[i].file_name in missing)
@@ -111,18 +168,27 @@ def run(args: argparse.Namespace) -> Path:
                 "use --skip-missing-images to leave them out"
             )
         print(f"skipping {len(missing)} images missing from {args.images} (first: {first})", file=sys.stderr)
-        indices = [i for i in indices if annotations[i].file_name not in missing][: args.limit]
+        indices = [i for i in indices if annotations[i].file_name not in missing]
 
-    path = args.out / f"{args.split}.parquet"
-    rows = tqdm(iter_rows(annotations, indices, args.images, options), total=len(indices), unit="img", desc=path.name)
+    bad: list[str] = []
+    rows = iter_rows(annotations, indices, args.images, options, bad if args.skip_bad_images else None)
+    total = min(len(indices), args.limit or len(indices))
+    mode = options.image_mode
     try:
-        args.out.mkdir(parents=True, exist_ok=True)
-        mode = options.image_mode
-        count = write_parquet(rows, path, row_schema(mode), rows_per_group=ROWS_PER_GROUP[mode])
-    except ValueError as error:  # an unreadable image or one whose size disagrees with the annotation
+        with _folder_made(args.out):
+            count = write_parquet(
+                tqdm(islice(rows, args.limit), total=total, unit="img", desc=path.name),
+                path,
+                row_schema(mode),
+                rows_per_group=ROWS_PER_GROUP[mode],
+            )
+    except ValueError as error:  # a bad image, a size that disagrees with the annotation, no row left
         raise UsageError(str(error)) from None
     except OSError as error:
         raise UsageError(f"cannot write {path}: {error}") from None
+    finally:
+        if bad:
+            print(f"skipped {len(bad)} images that cannot be decoded (first: {bad[0]})", file=sys.stderr)
     print(f"wrote {count} rows to {path}")
     return path
 

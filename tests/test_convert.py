@@ -1,8 +1,12 @@
 import importlib.util
 import json
+import os
 import shutil
+import struct
 import subprocess
 import sys
+import zlib
+from itertools import islice
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -13,11 +17,13 @@ from PIL import Image
 
 from verl_hoi.answer import HOIPair
 from verl_hoi.convert import (
+    BadImageError,
     ConvertOptions,
     build_row,
     ground_truth_pairs,
     iter_rows,
     missing_images,
+    read_image,
     row_schema,
     select_images,
     write_parquet,
@@ -164,6 +170,8 @@ def test_row_layout(sample_annotations):
         ({"frame": "xyxy"}, "valid frames: resized, original, norm1000"),  # unknown frame
         ({"image_mode": "url"}, "valid modes: embed, path"),  # unknown image mode
         ({"min_pixels": 10, "max_pixels": 5}, "min_pixels <= max_pixels"),  # inverted budget
+        ({"min_pixels": 1, "max_pixels": 783}, r"max_pixels must be in 784\.\.89478485, got 783"),  # under a patch
+        ({"max_pixels": 89478486}, r"max_pixels must be in 784\.\.89478485, got 89478486"),  # over PIL's limit
         ({"prompt": "nope"}, "hoi_r1"),  # unknown prompt: the message lists the registered ones
     ],
 )
@@ -219,6 +227,15 @@ def test_failed_write_leaves_previous_file_and_no_temp(tmp_path, sample_annotati
     assert sorted(p.name for p in tmp_path.iterdir()) == ["test.parquet"]
 
 
+def test_no_rows_leave_previous_file(tmp_path):
+    path = tmp_path / "test.parquet"
+    path.write_bytes(b"previous")
+    with pytest.raises(ValueError) as info:
+        write_parquet(iter([]), path, row_schema("embed"))
+    assert str(info.value) == f"{path}: no rows to write"
+    assert [(p.name, p.read_bytes()) for p in tmp_path.iterdir()] == [("test.parquet", b"previous")]
+
+
 def test_missing_images(tmp_path, sample_annotations, sample_images):
     records = load_annotations(sample_annotations)
     shutil.copy(sample_images / records[1].file_name, tmp_path)
@@ -228,20 +245,88 @@ def test_missing_images(tmp_path, sample_annotations, sample_images):
 def test_image_of_wrong_size(tmp_path, sample_annotations):
     records = load_annotations(sample_annotations)
     Image.new("RGB", (427, 640)).save(tmp_path / records[0].file_name)  # transposed
-    with pytest.raises(ValueError, match="is 427x640 but the annotation says 640x427"):
+    with pytest.raises(ValueError) as info:
         next(iter_rows(records, [0], tmp_path, ConvertOptions()))
+    path = tmp_path / records[0].file_name
+    assert str(info.value) == f"{path}: image is 427x640 but the annotation (image 0) says 640x427"
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG that claims ``width`` x ``height`` pixels and holds none (a decompression bomb's header)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
+
+
+def truncated(path: Path) -> bytes:
+    """The first half of the file at ``path`` (a download cut off midway)."""
+    data = path.read_bytes()
+    return data[: len(data) // 2]
+
+
+SAMPLE_JPEG = REPO / "recipes" / "sample" / "images" / "HICO_test2015_00000004.jpg"  # 640x427
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"not a jpeg", "not an image file (or not in a format PIL reads)"),
+        (b"", "not an image file (or not in a format PIL reads)"),
+        (truncated(SAMPLE_JPEG), "cannot read image: image file is truncated (9 bytes not processed)"),
+        (png_header(640, 427), "cannot read image: cannot load this image"),  # a header without pixels
+        # 10000 x 9000 = 9e7 pixels: over the limit, PIL itself only warns
+        (png_header(10000, 9000), "image is 10000x9000, over the limit of 89478485 pixels"),
+        # 2e8 pixels: PIL refuses it before its size is known
+        (png_header(20000, 10000), "image is over the limit of 89478485 pixels"),
+        (None, "cannot read image: No such file or directory"),  # vanished after the missing-image check
+    ],
+)
+@pytest.mark.parametrize("image_mode", ["embed", "path"])
+def test_bad_images(tmp_path, content, message, image_mode):
+    path = tmp_path / "HICO_test2015_00000004.jpg"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(BadImageError) as info:
+        read_image(path, image_mode)
+    assert str(info.value) == f"{path}: {message}"
 
 
 @pytest.mark.parametrize("image_mode", ["embed", "path"])
-def test_unreadable_or_vanished_image(tmp_path, sample_annotations, image_mode):
+def test_read_image_decodes_and_returns_what_it_decoded(image_mode):
+    image, size = read_image(SAMPLE_JPEG, image_mode)
+    assert size == (640, 427)
+    assert image == (SAMPLE_JPEG.read_bytes() if image_mode == "embed" else str(SAMPLE_JPEG))
+
+
+def test_bad_images_are_skipped_when_asked(tmp_path, sample_annotations, sample_images):
     records = load_annotations(sample_annotations)
-    (tmp_path / records[0].file_name).write_bytes(b"not a jpeg")
-    options = ConvertOptions(image_mode=image_mode)
-    with pytest.raises(ValueError, match="cannot read image"):
-        next(iter_rows(records, [0], tmp_path, options))
-    # deleted after the missing-image check
-    with pytest.raises(ValueError, match=f"cannot read image {tmp_path / records[1].file_name}"):
-        next(iter_rows(records, [1], tmp_path, options))
+    shutil.copytree(sample_images, tmp_path, dirs_exist_ok=True)
+    (tmp_path / records[1].file_name).write_bytes(b"")
+    (tmp_path / records[3].file_name).write_bytes(truncated(sample_images / records[3].file_name))
+    skipped: list[str] = []
+    rows = list(iter_rows(records, range(5), tmp_path, ConvertOptions(image_mode="path"), skipped))
+    assert [row["extra_info"]["index"] for row in rows] == [0, 2, 4]
+    assert skipped == [
+        f"{tmp_path / records[1].file_name}: not an image file (or not in a format PIL reads)",
+        f"{tmp_path / records[3].file_name}: cannot read image: image file is truncated (9 bytes not processed)",
+    ]
+    # an image of the wrong size is never skipped: the annotation or the folder is wrong
+    Image.new("RGB", (10, 10)).save(tmp_path / records[0].file_name)
+    with pytest.raises(ValueError) as info:
+        next(iter_rows(records, [0], tmp_path, ConvertOptions(), skipped))
+    path = tmp_path / records[0].file_name
+    assert str(info.value) == f"{path}: image is 10x10 but the annotation (image 0) says 640x427"
+
+
+def test_image_too_elongated_for_the_processor(tmp_path):
+    # 201:1 is over qwen-vl-utils' aspect-ratio limit of 200
+    Image.new("RGB", (2010, 10)).save(tmp_path / "long.png")
+    with pytest.raises(ValueError) as info:
+        next(iter_rows([ImageAnnotation("long.png", 2010, 10, ())], [0], tmp_path, ConvertOptions()))
+    assert str(info.value) == f"{tmp_path / 'long.png'}: absolute aspect ratio must be smaller than 200, got 201.0"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -320,8 +405,32 @@ def test_cli_wrong_image_size_writes_nothing(tmp_path, capsys, sample_annotation
     Image.new("RGB", (10, 10)).save(images / "HICO_test2015_00000008.jpg")
     code, _, err = _main(capsys, "--annotations", sample_annotations, "--images", images, "--split", "test",
                          "--out", tmp_path / "out")  # fmt: skip
-    assert code == 2 and "HICO_test2015_00000008.jpg is 10x10 but the annotation says 640x480" in err
-    assert list((tmp_path / "out").iterdir()) == []
+    path = images / "HICO_test2015_00000008.jpg"
+    assert code == 2 and f"error: {path}: image is 10x10 but the annotation (image 4) says 640x480\n" in err
+    assert not (tmp_path / "out").exists()  # the folder the run made is removed again
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_cli_ctrl_c_leaves_previous_output_and_no_litter(tmp_path, capsys, monkeypatch, sample_annotations,
+                                                         sample_images, existing):  # fmt: skip
+    out = tmp_path / "new" / "out"
+    if existing:
+        out.mkdir(parents=True)
+        (out / "test.parquet").write_bytes(b"previous")
+    rows = iter_rows  # the real rows, then Ctrl-C in the middle of the run
+
+    def interrupted(*args, **kwargs):
+        yield from islice(rows(*args, **kwargs), 5)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "iter_rows", interrupted)
+    code, _, err = _main(capsys, "--annotations", sample_annotations, "--images", sample_images, "--split", "test",
+                         "--out", out, "--image-mode", "path")  # fmt: skip
+    assert code == 130 and err.endswith("interrupted: nothing written\n")
+    if existing:
+        assert [(p.name, p.read_bytes()) for p in out.iterdir()] == [("test.parquet", b"previous")]
+    else:
+        assert list(tmp_path.iterdir()) == []  # both folders the run made are gone
 
 
 @pytest.mark.parametrize(
@@ -338,10 +447,27 @@ def test_cli_bad_option_values(tmp_path, capsys, sample_annotations, sample_imag
     assert code == 2 and err.startswith(message) and err.count("\n") == 1
 
 
+@pytest.mark.parametrize("exists", [True, False])
+def test_cli_output_folder_not_writable(tmp_path, capsys, monkeypatch, sample_annotations, sample_images, exists):
+    # tests may run as root, for whom every folder is writable: the permission check is what is tested
+    monkeypatch.setattr(os, "access", lambda path, mode: False)
+    out = tmp_path / "out"
+    if exists:
+        out.mkdir()
+    args = ["--annotations", sample_annotations, "--images", sample_images, "--split", "test", "--out", out]
+    code, _, err = _main(capsys, *args)
+    folder = out if exists else tmp_path
+    assert (code, err) == (
+        2,
+        f"error: --out {out / 'test.parquet' if exists else out}: folder {folder} is not writable\n",
+    )
+    assert list(tmp_path.iterdir()) == ([out] if exists else [])
+
+
 def test_cli_subprocess_help_and_bad_path(tmp_path):
     run = [sys.executable, str(CLI)]
     done = subprocess.run([*run, "--help"], capture_output=True, text=True, check=False)
-    assert done.returncode == 0 and "--skip-missing-images" in done.stdout
+    assert done.returncode == 0 and "--skip-missing-images" in done.stdout and "--skip-bad-images" in done.stdout
     done = subprocess.run(
         [
             *run,
@@ -352,7 +478,7 @@ def test_cli_subprocess_help_and_bad_path(tmp_path):
             "--split",
             "test",
             "--out",
-            str(tmp_path),
+            str(tmp_path / "out"),
         ],  # fmt: skip
         capture_output=True,
         text=True,

@@ -1,5 +1,6 @@
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -144,67 +145,319 @@ def test_train_split_of_mat(tmp_path, instances):
         load_annotations(mat, "test")
 
 
-def _write(path: Path, text: str) -> Path:
-    path.write_text(text)
-    return path
+def _set(doc: Any, path: tuple, value: Any) -> None:
+    """``doc[path[0]][path[1]]... = value``."""
+    *parents, last = path
+    for key in parents:
+        doc = doc[key]
+    doc[last] = value
+
+
+IMAGE_0 = "image 0 ('HICO_test2015_00000001.jpg')"
+BIG = 10**400  # a JSON integer beyond any float
+
+
+# Each row edits the sample (image 0: 640x427, two "sit on bench" pairs, hoi 245 = verb 87 on
+# object 13) and gives the exact message after "<path>: ".
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        # the layout
+        (("filenames",), {}, "'filenames', 'size' and 'annotation' must be lists"),
+        (("size",), [[640, 427]], "'filenames', 'size' and 'annotation' differ in length (8, 1, 8)"),
+        # file names
+        (("filenames", 0), 7, "image 0: file name is not a string: 7"),
+        (("filenames", 0), "", "image 0: file name '' is not a plain file name"),
+        (
+            ("filenames", 0),
+            "../HICO_test2015_00000001.jpg",
+            "image 0: file name '../HICO_test2015_00000001.jpg' is not a plain file name",
+        ),  # fmt: skip
+        (
+            ("filenames", 3),
+            "HICO_test2015_00000002.jpg",
+            "image 3 ('HICO_test2015_00000002.jpg'): file name already listed as image 1",
+        ),  # fmt: skip
+        (
+            ("filenames", 0),
+            "HICO_train2015_00000001.jpg",
+            "image 0 ('HICO_train2015_00000001.jpg'): belongs to the train split, not 'test'",
+        ),  # fmt: skip
+        # image sizes
+        (("size", 0), [640], f"{IMAGE_0}: size must be [width, height], got [640]"),
+        (("size", 0), [640, 427, 3], f"{IMAGE_0}: size must be [width, height], got [640, 427, 3]"),
+        (("size", 0), "640x427", f"{IMAGE_0}: size must be [width, height], got '640x427'"),
+        (("size", 0, 0), "640", f"{IMAGE_0}: width must be an integer, got '640'"),
+        (("size", 0, 0), 640.0, f"{IMAGE_0}: width must be an integer, got 640.0"),
+        (("size", 0, 1), True, f"{IMAGE_0}: height must be an integer, got True"),
+        (("size", 0, 1), None, f"{IMAGE_0}: height must be an integer, got None"),
+        (("size", 0, 0), 0, f"{IMAGE_0}: width 0 is out of range 1..1000000"),
+        (("size", 0, 0), -640, f"{IMAGE_0}: width -640 is out of range 1..1000000"),
+        (("size", 0, 1), 10**7, f"{IMAGE_0}: height 10000000 is out of range 1..1000000"),
+        # an image's lists
+        (("annotation", 0), [], f"{IMAGE_0}: annotation needs 'boxes_h', 'boxes_o' and 'hoi'"),
+        (("annotation", 0, "hoi"), 245, f"{IMAGE_0}: 'hoi' must be a list, got 245"),
+        (("annotation", 0, "verb"), "sit on", f"{IMAGE_0}: 'verb' must be a list, got 'sit on'"),
+        (
+            ("annotation", 0, "boxes_h"),
+            [[320, 306, 359, 349]],
+            f"{IMAGE_0}: 'boxes_h', 'boxes_o', 'hoi', 'verb', 'object' differ in length (1, 2, 2, 2, 2)",
+        ),  # fmt: skip
+        # boxes
+        (
+            ("annotation", 0, "boxes_h", 1),
+            "270,303,311,350",
+            f"{IMAGE_0}: boxes_h[1] must be a list [x1, y1, x2, y2], got '270,303,311,350'",
+        ),  # fmt: skip
+        (
+            ("annotation", 0, "boxes_o", 0),
+            [148, 345, 376],
+            f"{IMAGE_0}: boxes_o[0] must be a list [x1, y1, x2, y2], got [148, 345, 376]",
+        ),  # fmt: skip
+        (
+            ("annotation", 0, "boxes_o", 0),
+            {"x1": 148},
+            f"{IMAGE_0}: boxes_o[0] must be a list [x1, y1, x2, y2], got {{'x1': 148}}",
+        ),  # fmt: skip
+        (("annotation", 0, "boxes_h", 0, 0), "320", f"{IMAGE_0}: boxes_h[0] x1 is not a number: '320'"),
+        (("annotation", 0, "boxes_h", 0, 1), None, f"{IMAGE_0}: boxes_h[0] y1 is not a number: None"),
+        (("annotation", 0, "boxes_h", 0, 2), True, f"{IMAGE_0}: boxes_h[0] x2 is not a number: True"),
+        (("annotation", 0, "boxes_h", 0, 2), 300, f"{IMAGE_0}: boxes_h[0] [320.0, 306.0, 300, 349.0] has x2 < x1"),
+        (
+            ("annotation", 0, "boxes_o", 1, 3),
+            300.5,
+            f"{IMAGE_0}: boxes_o[1] [148.0, 345.0, 376.0, 300.5] has y2 < y1",
+        ),  # fmt: skip
+        # numbers beyond the ±1e6 bound, written NaN, Infinity, -1e+300 and 1 followed by 400 zeros
+        (
+            ("annotation", 0, "boxes_h", 0, 0),
+            float("nan"),
+            f"{IMAGE_0}: boxes_h[0] x1 nan is not a finite number within ±1e+06",
+        ),  # fmt: skip
+        (
+            ("annotation", 0, "boxes_o", 0, 3),
+            float("inf"),
+            f"{IMAGE_0}: boxes_o[0] y2 inf is not a finite number within ±1e+06",
+        ),  # fmt: skip
+        (
+            ("annotation", 0, "boxes_o", 0, 0),
+            -1e300,
+            f"{IMAGE_0}: boxes_o[0] x1 -1e+300 is not a finite number within ±1e+06",
+        ),  # fmt: skip
+        (
+            ("annotation", 0, "boxes_h", 0, 2),
+            BIG,
+            f"{IMAGE_0}: boxes_h[0] x2 1{'0' * 56}... is not a finite number within ±1e+06",
+        ),  # fmt: skip
+        # classes
+        (("annotation", 0, "hoi", 0), 600, f"{IMAGE_0}: hoi[0] 600 is out of range 0..599"),
+        (("annotation", 0, "hoi", 1), -1, f"{IMAGE_0}: hoi[1] -1 is out of range 0..599"),
+        (("annotation", 0, "hoi", 0), True, f"{IMAGE_0}: hoi[0] must be an integer, got True"),
+        (("annotation", 0, "hoi", 0), "245", f"{IMAGE_0}: hoi[0] must be an integer, got '245'"),
+        (("annotation", 0, "hoi", 0), 245.0, f"{IMAGE_0}: hoi[0] must be an integer, got 245.0"),
+        (("annotation", 0, "hoi", 0), BIG, f"{IMAGE_0}: hoi[0] 1{'0' * 56}... is out of range 0..599"),
+        (
+            ("annotation", 0, "object", 0),
+            14,
+            f"{IMAGE_0}: object[0] 14 ('bird') disagrees with hoi[0] 245, whose object is 13 ('bench')",
+        ),  # fmt: skip
+        (
+            ("annotation", 0, "verb", 1),
+            86,
+            f"{IMAGE_0}: verb[1] 86 ('sit at') disagrees with hoi[1] 245, whose verb is 87 ('sit on')",
+        ),  # fmt: skip
+        (("annotation", 0, "verb", 0), 117, f"{IMAGE_0}: verb[0] 117 is out of range 0..116"),
+        (("annotation", 0, "object", 0), False, f"{IMAGE_0}: object[0] must be an integer, got False"),
+        # a later image is named by its own index
+        (
+            ("annotation", 6, "boxes_o", 3, 0),
+            "x",
+            "image 6 ('HICO_test2015_00000116.jpg'): boxes_o[3] x1 is not a number: 'x'",
+        ),  # fmt: skip
+    ],
+)
+def test_json_values_are_checked(tmp_path, instances, path, value, message):
+    _set(instances, path, value)
+    file = tmp_path / "instances_test2015.json"
+    file.write_text(json.dumps(instances))
+    with pytest.raises(ValueError) as info:
+        load_annotations(file)
+    assert str(info.value) == f"{file}: {message}"
 
 
 @pytest.mark.parametrize(
-    ("name", "content", "message"),
+    ("content", "message"),
     [
-        ("a.json", "{not json", "cannot read annotation JSON"),  # syntax error
-        ("a.json", "[]", "expected a JSON object"),  # wrong top-level type
-        ("a.json", '{"filenames": []}', "missing key"),  # not the instances layout
-        ("a.json", '{"filenames": ["x.jpg"], "size": [], "annotation": []}', "differ in length"),
-        (  # HOI class beyond 599
-            "a.json",
-            '{"filenames": ["x.jpg"], "size": [[4, 4]], "annotation": [{"boxes_h": [[1,1,2,2]],'
-            ' "boxes_o": [[1,1,2,2]], "hoi": [600]}]}',
-            "out of range",
-        ),
-        (  # a three-number box
-            "a.json",
-            '{"filenames": ["x.jpg"], "size": [[4, 4]], "annotation": [{"boxes_h": [[1,1,2]],'
-            ' "boxes_o": [[1,1,2,2]], "hoi": [0]}]}',
-            "expected a finite",
-        ),
-        (  # a train image in a file read as the test split
-            "a.json",
-            '{"filenames": ["HICO_train2015_00000001.jpg"], "size": [[4, 4]], "annotation": [{"boxes_h": [],'
-            ' "boxes_o": [], "hoi": []}]}',
-            "belongs to the train split",
-        ),
-        ("a.mat", "not a mat file", "cannot read MATLAB file"),  # garbage .mat
-        ("a.txt", "", "unsupported annotation file"),  # unknown suffix
+        (b"", "annotation file is empty"),
+        (b" \n", "annotation file is empty"),
+        (
+            b"{not json",
+            "cannot read annotation JSON: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)",
+        ),  # fmt: skip
+        (
+            b"\xff{}",
+            "cannot read annotation JSON: 'utf-8' codec can't decode byte 0xff in position 0: invalid start byte",
+        ),  # fmt: skip
+        (b"[]", "expected a JSON object with keys 'filenames', 'size', 'annotation'"),
+        (b'{"filenames": []}', "missing key(s) 'size', 'annotation' (not the instances_*2015.json layout)"),
+        (b'{"filenames": [], "size": [], "annotation": []}', "lists no images"),
     ],
 )
-def test_unreadable_files_raise_value_error_with_path(tmp_path, name, content, message):
-    path = _write(tmp_path / name, content)
-    with pytest.raises(ValueError, match=message) as info:
-        load_annotations(path)
-    assert str(path) in str(info.value)
+def test_json_files_that_are_not_annotations(tmp_path, content, message):
+    file = tmp_path / "a.json"
+    file.write_bytes(content)
+    with pytest.raises(ValueError) as info:
+        load_annotations(file)
+    assert str(info.value) == f"{file}: {message}"
 
 
-def test_missing_file_and_bad_split(tmp_path, sample_annotations):
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("[" * 100_000, "cannot read annotation JSON: maximum recursion depth exceeded"),  # nested too deeply
+        ("[" + "9" * 5000 + "]", "cannot read annotation JSON: Exceeds the limit (4300 digits)"),  # too long an int
+    ],
+)
+def test_json_beyond_the_parser_limits(tmp_path, content, message):
+    file = tmp_path / "a.json"
+    file.write_text(content)
+    with pytest.raises(ValueError) as info:
+        load_annotations(file)
+    assert str(info.value).startswith(f"{file}: {message}")
+
+
+def test_json_object_and_verb_lists_are_optional(sample_annotations, tmp_path, instances):
+    for entry in instances["annotation"]:
+        del entry["object"], entry["verb"]
+    file = tmp_path / "a.json"
+    file.write_text(json.dumps(instances))
+    assert load_annotations(file) == load_annotations(sample_annotations)
+
+
+def _edit_mat(mat: Path, image: int, path: tuple, value: Any) -> None:
+    """Set a field of image ``image`` of ``bbox_test``: ``path`` names struct fields and 0-based struct indices."""
+    content = scipy.io.loadmat(mat)
+    node = content["bbox_test"][0, image]
+    *parents, last = path
+    for key in parents:
+        node = node[key] if isinstance(key, str) else node[0, key]
+    node[last] = value
+    scipy.io.savemat(mat, {"bbox_test": content["bbox_test"]})
+
+
+IMAGE_5 = "bbox_test: image 5 ('HICO_test2015_00000019.jpg')"
+
+
+# Each row edits image 5 of the sample as anno_bbox.mat (640x425, one hoi entry: id 63, human box
+# [50, 257, 131, 420], object box [177, 18, 605, 361], connection [1, 1]); exact message after "<path>: ".
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        (("filename",), 5.0, "bbox_test: image 5: file name is not a string: 5.0"),
+        (("filename",), "a/b.jpg", "bbox_test: image 5: file name 'a/b.jpg' is not a plain file name"),
+        (
+            ("filename",),
+            "HICO_test2015_00000001.jpg",
+            "bbox_test: image 5 ('HICO_test2015_00000001.jpg'): file name already listed as image 0",
+        ),  # fmt: skip
+        (("size", 0, "width"), 0.0, f"{IMAGE_5}: width 0.0 is out of range 1..1000000"),
+        (("size", 0, "width"), 640.5, f"{IMAGE_5}: width must be an integer, got 640.5"),
+        (("size", 0, "height"), np.nan, f"{IMAGE_5}: height must be an integer, got nan"),
+        (("size", 0, "height"), "425", f"{IMAGE_5}: height must be an integer, got '425'"),
+        (("hoi",), 3.0, f"{IMAGE_5}: hoi(1): expected a struct with field 'invis', got 3.0"),
+        (("hoi", 0, "invis"), 2.0, f"{IMAGE_5}: hoi(1): invis must be 0 or 1, got 2.0"),
+        (("hoi", 0, "id"), 601.0, f"{IMAGE_5}: hoi(1): id 601.0 is out of range 1..600"),
+        (("hoi", 0, "id"), 62.5, f"{IMAGE_5}: hoi(1): id must be an integer, got 62.5"),
+        (("hoi", 0, "id"), "63", f"{IMAGE_5}: hoi(1): id must be an integer, got '63'"),
+        (
+            ("hoi", 0, "connection"),
+            np.array([[1.0, 2.0]]),
+            f"{IMAGE_5}: hoi(1): connection(1,:) object box 2.0 is out of range 1..1",
+        ),  # fmt: skip
+        (
+            ("hoi", 0, "connection"),
+            np.array([[1.5, 1.0]]),
+            f"{IMAGE_5}: hoi(1): connection(1,:) human box must be an integer, got 1.5",
+        ),  # fmt: skip
+        (
+            ("hoi", 0, "connection"),
+            np.array([[1.0, 1.0, 1.0]]),
+            f"{IMAGE_5}: hoi(1): connection must have 2 columns, got shape (3,)",
+        ),  # fmt: skip
+        (("hoi", 0, "connection"), "ab", f"{IMAGE_5}: hoi(1): connection must be numbers, got 'ab'"),
+        (
+            ("hoi", 0, "bboxhuman", 0, "x2"),
+            10.0,
+            f"{IMAGE_5}: hoi(1): bboxhuman(1) [50.0, 257.0, 10.0, 420.0] has x2 < x1",
+        ),  # fmt: skip
+        (
+            ("hoi", 0, "bboxobject", 0, "y1"),
+            np.inf,
+            f"{IMAGE_5}: hoi(1): bboxobject(1) y1 inf is not a finite number within ±1e+06",
+        ),  # fmt: skip
+        (("hoi", 0, "bboxhuman", 0, "x1"), "a", f"{IMAGE_5}: hoi(1): bboxhuman(1) x1 is not a number: 'a'"),
+        (
+            ("hoi", 0, "bboxhuman", 0, "x1"),
+            np.array([[1.0, 2.0]]),
+            f"{IMAGE_5}: hoi(1): bboxhuman(1): field 'x1' should be a single value, got shape (2,)",
+        ),  # fmt: skip
+    ],
+)
+def test_mat_values_are_checked(tmp_path, instances, path, value, message):
+    mat = tmp_path / "anno_bbox.mat"
+    write_anno_bbox_mat(mat, instances, "test")
+    _edit_mat(mat, 5, path, value)
+    with pytest.raises(ValueError) as info:
+        load_annotations(mat)
+    assert str(info.value) == f"{mat}: {message}"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"not a mat file", "cannot read MATLAB file: MatReadError: Mat file appears to be truncated"),
+        (b"", "cannot read MATLAB file: MatReadError: Mat file appears to be truncated"),
+        ({"bbox_train": np.zeros((0, 0))}, "no variable 'bbox_test' (is this HICO-DET's anno_bbox.mat?)"),
+        ({"bbox_test": np.zeros((0, 0))}, "bbox_test: lists no images"),
+        ({"bbox_test": np.array([1.0, 2.0])}, "bbox_test: image 0: expected a struct with field 'filename', got 1.0"),
+    ],
+)
+def test_mat_files_that_are_not_annotations(tmp_path, content, message):
+    mat = tmp_path / "a.mat"
+    if isinstance(content, bytes):
+        mat.write_bytes(content)
+    else:
+        scipy.io.savemat(mat, content)
+    with pytest.raises(ValueError) as info:
+        load_annotations(mat)
+    assert str(info.value) == f"{mat}: {message}"
+
+
+def test_missing_file_bad_split_and_suffix(tmp_path, sample_annotations):
     with pytest.raises(FileNotFoundError, match="nope.json"):
         load_annotations(tmp_path / "nope.json")
     with pytest.raises(ValueError, match="valid splits: train, test"):
         load_annotations(sample_annotations, "val")
+    (tmp_path / "a.txt").write_text("{}")
+    with pytest.raises(ValueError) as info:
+        load_annotations(tmp_path / "a.txt")
+    assert str(info.value) == (
+        f"{tmp_path / 'a.txt'}: unsupported annotation file (expected anno_bbox.mat or instances_*2015.json)"
+    )
 
 
-def test_mat_connection_out_of_range(tmp_path, instances):
-    one = {key: [instances[key][5]] for key in ("filenames", "size", "annotation")}
-    mat = tmp_path / "bad.mat"
-    write_anno_bbox_mat(mat, one, "test")
-    content = scipy.io.loadmat(mat)
-    content["bbox_test"][0, 0]["hoi"][0, 0]["connection"][...] = [[1, 2]]
-    scipy.io.savemat(mat, {"bbox_test": content["bbox_test"]})
-    with pytest.raises(ValueError, match=r"connection \[1, 2\] out of range"):
-        load_annotations(mat)
+def test_one_pixel_boxes_are_valid(tmp_path, instances):
+    # inclusive pixel indices: x1 == x2 is a box one pixel wide
+    _set(instances, ("annotation", 0, "boxes_h", 0), [320, 306, 320, 306])
+    file = tmp_path / "a.json"
+    file.write_text(json.dumps(instances))
+    assert load_annotations(file)[0].pairs[0].human == (320.0, 306.0, 320.0, 306.0)
 
 
 _coord = st.integers(1, 640).map(float)
-_box_strategy = st.tuples(_coord, _coord, _coord, _coord)
+_box_strategy = st.tuples(_coord, _coord, _coord, _coord).map(
+    lambda b: (min(b[0], b[2]), min(b[1], b[3]), max(b[0], b[2]), max(b[1], b[3]))
+)
 _image_strategy = st.lists(st.tuples(_box_strategy, _box_strategy, st.integers(0, 599)), max_size=6)
 
 

@@ -18,10 +18,16 @@ to integers. ``min_pixels`` / ``max_pixels`` travel in the image entry because v
 keys to ``qwen_vl_utils.fetch_image``, which then resizes the image to exactly ``model_size``.
 ``index`` is the image's 0-based position in the annotation file, so rows of a split whose empty
 images were skipped still point at their annotation.
+
+Every image is decoded once while converting (:func:`read_image`), as the training loader will decode
+it, so a file that is not an image, is truncated or corrupt beyond what PIL can read, or claims
+more than :data:`MAX_IMAGE_PIXELS` pixels is found here (:class:`BadImageError`) and never
+embedded; its size must be the annotated one, since the ground-truth boxes are scaled by it.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -33,7 +39,15 @@ import numpy as np
 
 from verl_hoi.answer import HOIPair, render_answer
 from verl_hoi.cli import atomic_path
-from verl_hoi.frames import DEFAULT_FRAME, DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, FRAMES, frame_extent, model_size
+from verl_hoi.frames import (
+    DEFAULT_FRAME,
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_MIN_PIXELS,
+    FRAMES,
+    IMAGE_FACTOR,
+    frame_extent,
+    model_size,
+)
 from verl_hoi.frames import to_frame as _to_frame
 from verl_hoi.hicodet import SPLITS, ImageAnnotation
 from verl_hoi.prompts import DEFAULT_PROMPT, build_messages, get_prompt
@@ -43,7 +57,10 @@ __all__ = [
     "ABILITY",
     "DATA_SOURCE",
     "IMAGE_MODES",
+    "MAX_IMAGE_PIXELS",
+    "MIN_MAX_PIXELS",
     "ROWS_PER_GROUP",
+    "BadImageError",
     "ConvertOptions",
     "build_row",
     "ground_truth_pairs",
@@ -62,6 +79,15 @@ IMAGE_MODES: tuple[str, ...] = ("embed", "path")
 """``embed``: JPEG bytes inside the parquet; ``path``: absolute image paths."""
 ROWS_PER_GROUP = {"embed": 64, "path": 1024}
 """Parquet row group sizes: embedded images keep groups small (memory grows with the group)."""
+MAX_IMAGE_PIXELS = 89_478_485
+"""Largest image accepted (about 9459 x 9459), and largest ``max_pixels``: PIL's default
+decompression-bomb limit. The training loader (PIL) warns above it and refuses twice as many pixels."""
+MIN_MAX_PIXELS = IMAGE_FACTOR * IMAGE_FACTOR
+"""Smallest ``max_pixels``: one 28 x 28 patch, the least that the processor resizes an image to."""
+
+
+class BadImageError(ValueError):
+    """An image file that cannot be used: unreadable, not an image, truncated or corrupt, or too large."""
 
 
 @dataclass(frozen=True)
@@ -72,6 +98,8 @@ class ConvertOptions:
         split: ``"train"`` or ``"test"``, written to ``extra_info["split"]``.
         frame: coordinate frame of the ground truth and the prompt (``verl_hoi.frames.FRAMES``).
         min_pixels, max_pixels: the pixel budget of the processor; they fix ``model_size``.
+            ``0 < min_pixels <= max_pixels``, ``max_pixels`` in :data:`MIN_MAX_PIXELS` ..
+            :data:`MAX_IMAGE_PIXELS`.
         prompt: name of a registered prompt template (``verl_hoi.prompts``).
         image_mode: ``"embed"`` or ``"path"`` (see :data:`IMAGE_MODES`).
     """
@@ -94,6 +122,8 @@ class ConvertOptions:
             raise ValueError(
                 f"need 0 < min_pixels <= max_pixels, got min_pixels={self.min_pixels}, max_pixels={self.max_pixels}"
             )
+        if not MIN_MAX_PIXELS <= self.max_pixels <= MAX_IMAGE_PIXELS:
+            raise ValueError(f"max_pixels must be in {MIN_MAX_PIXELS}..{MAX_IMAGE_PIXELS}, got {self.max_pixels}")
         get_prompt(self.prompt)  # raises ValueError listing the registered names
 
 
@@ -230,19 +260,46 @@ def select_images(annotations: Sequence[ImageAnnotation], split: str) -> list[in
 
 
 def iter_rows(
-    annotations: Sequence[ImageAnnotation], indices: Iterable[int], images_dir: str | Path, options: ConvertOptions
+    annotations: Sequence[ImageAnnotation],
+    indices: Iterable[int],
+    images_dir: str | Path,
+    options: ConvertOptions,
+    skipped: list[str] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Rows of ``annotations[i]`` for ``i`` in ``indices``, images read from ``images_dir`` (lazily, one at a time).
 
+    Args:
+        skipped: when given, an image that raises :class:`BadImageError` is left out and the error's
+            message appended to this list; when ``None`` the error is raised.
+
     Raises:
-        ValueError: an image is missing (check first with :func:`missing_images`), cannot be read, or
-            its size differs from the annotation.
+        BadImageError: an image cannot be used (see :func:`read_image`); missing images count too
+            (check first with :func:`missing_images`).
+        ValueError: an image's size differs from the annotation, or the annotated size cannot be
+            resized within the pixel budget (the message names the image file).
     """
     images_dir = Path(images_dir)
     for index in indices:
         annotation = annotations[index]
-        image = read_image(images_dir / annotation.file_name, annotation, options.image_mode)
-        yield build_row(annotation, index, image, options)
+        path = images_dir / annotation.file_name
+        try:
+            image, size = read_image(path, options.image_mode)
+        except BadImageError as error:
+            if skipped is None:
+                raise
+            skipped.append(str(error))
+            continue
+        annotated = (annotation.width, annotation.height)
+        if size != annotated:
+            raise ValueError(
+                f"{path}: image is {size[0]}x{size[1]} but the annotation (image {index}) says "
+                f"{annotated[0]}x{annotated[1]}"
+            )
+        try:
+            row = build_row(annotation, index, image, options)
+        except ValueError as error:  # a size that qwen-vl-utils cannot resize (elongated beyond 200:1)
+            raise ValueError(f"{path}: {error}") from None
+        yield row
 
 
 def missing_images(annotations: Sequence[ImageAnnotation], images_dir: str | Path) -> list[str]:
@@ -251,41 +308,60 @@ def missing_images(annotations: Sequence[ImageAnnotation], images_dir: str | Pat
     return [a.file_name for a in annotations if not (images_dir / a.file_name).is_file()]
 
 
-def read_image(path: Path, annotation: ImageAnnotation, image_mode: str) -> bytes | str:
-    """The ``image`` argument of :func:`build_row`: file bytes or the absolute path.
+def read_image(path: Path, image_mode: str) -> tuple[bytes | str, tuple[int, int]]:
+    """The ``image`` argument of :func:`build_row` (file bytes or the absolute path) and the image's ``(w, h)``.
 
-    The file's header (read lazily by PIL, no decoding) must give the annotated size, since the
-    ground-truth boxes are scaled by it.
+    The image is decoded in full, as the training loader will decode it; the bytes returned are
+    those decoded.
 
     Raises:
-        ValueError: the image cannot be opened or its size differs from the annotation.
+        BadImageError: the file cannot be read, is not an image PIL can read, has more than
+            :data:`MAX_IMAGE_PIXELS` pixels, or fails to decode (truncated or corrupt).
     """
     from PIL import Image, UnidentifiedImageError
 
+    # PIL raises many types on malformed files (OSError, SyntaxError, ValueError, EOFError,
+    # struct.error, DecompressionBombError, ...): each is a property of the file, reported as such.
     try:
         data = path.read_bytes() if image_mode == "embed" else None
-        with Image.open(BytesIO(data) if data is not None else path) as image:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # MAX_IMAGE_PIXELS is checked below
+            image = Image.open(BytesIO(data) if data is not None else path)
+        with image:
             size = image.size
-    except (OSError, UnidentifiedImageError) as error:
-        raise ValueError(f"cannot read image {path}: {error}") from None
-    if size != (annotation.width, annotation.height):
-        raise ValueError(
-            f"image {path} is {size[0]}x{size[1]} but the annotation says {annotation.width}x{annotation.height}"
-        )
-    return data if data is not None else str(path.resolve())
+            if size[0] * size[1] > MAX_IMAGE_PIXELS:
+                raise BadImageError(
+                    f"{path}: image is {size[0]}x{size[1]}, over the limit of {MAX_IMAGE_PIXELS} pixels"
+                )
+            image.load()
+    except BadImageError:
+        raise
+    except Image.DecompressionBombError:  # PIL's own check, at twice its limit
+        raise BadImageError(f"{path}: image is over the limit of {MAX_IMAGE_PIXELS} pixels") from None
+    except UnidentifiedImageError:
+        raise BadImageError(f"{path}: not an image file (or not in a format PIL reads)") from None
+    except OSError as error:
+        raise BadImageError(f"{path}: cannot read image: {error.strerror or error}") from None
+    except Exception as error:
+        raise BadImageError(f"{path}: cannot read image: {type(error).__name__}: {error}") from None
+    return (data if data is not None else str(path.resolve())), size
 
 
 def write_parquet(rows: Iterable[dict[str, Any]], path: str | Path, schema: Any, *, rows_per_group: int = 256) -> int:
     """Stream ``rows`` into ``path`` in row groups, atomically; returns the number of rows written.
 
     Rows go to a temporary file in the same folder that replaces ``path`` only once complete, so
-    an error or Ctrl-C leaves the previous file (or none) and no partial one.
+    an error or Ctrl-C leaves the previous file (or none) and no partial one. No rows is an error
+    too: an empty file never replaces a previous one.
 
     Args:
         rows: dicts matching ``schema``.
         path: output file; its folder must exist.
         schema: a ``pyarrow.Schema`` (see :func:`row_schema`).
         rows_per_group: rows buffered per parquet row group (bounds memory in embed mode).
+
+    Raises:
+        ValueError: ``rows`` is empty (nothing is written).
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -295,6 +371,8 @@ def write_parquet(rows: Iterable[dict[str, Any]], path: str | Path, schema: Any,
         for batch in _batches(rows, rows_per_group):
             writer.write_table(pa.Table.from_pylist(batch, schema=schema))
             count += len(batch)
+        if not count:
+            raise ValueError(f"{path}: no rows to write")
     return count
 
 

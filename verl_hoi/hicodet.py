@@ -8,27 +8,46 @@ Two file layouts are read into the same :class:`ImageAnnotation` records:
   ``x1``, ``x2``, ``y1``, ``y2``), ``connection`` (rows of 1-based [human box, object box]
   indices) and ``invis`` (1: the interaction is annotated but not visible, no boxes);
 - the ``instances_{train,test}2015.json`` layout (``filenames``, ``size`` [w, h], ``annotation``
-  with ``boxes_h``, ``boxes_o``, ``hoi`` per pair), as converted from the ``.mat`` file by the
-  widely used ``fredzzhang/hicodet`` repository.
+  with ``boxes_h``, ``boxes_o``, ``hoi`` per pair, and optionally ``object`` / ``verb`` per pair), as
+  converted from the ``.mat`` file by the widely used ``fredzzhang/hicodet`` repository.
 
 Boxes stay as the raw ``.mat`` values ``[x1, y1, x2, y2]`` (1-based, inclusive pixel indices) and
 HOI classes are 0-based (official id - 1). Pairs follow the file: one per ``connection`` row, in
 ``hoi`` entry order then row order, never merged or de-duplicated. Images without a visible pair
 are kept with no pairs, so a test split always lists every image.
+
+Every value is checked and none is coerced; a file breaking one of these rules is refused:
+
+- the file lists at least one image, each file name once, as a plain file name (no folder part);
+- an image size is an integer in ``1..MAX_COORD``; a box is 4 numbers within ``±MAX_COORD``
+  (``verl_hoi.answer.MAX_COORD``; NaN and infinities refused) with ``x1 <= x2`` and ``y1 <= y2``
+  (equal: a one-pixel box in the inclusive convention);
+- an HOI class is an integer in range; the JSON layout's optional ``object`` and ``verb`` of a pair
+  are integers that must name the pair's HOI class (``verl_hoi.vocab.HOI_CLASSES``);
+- JSON numbers must be JSON numbers: strings (even ``"5"``), booleans and ``null`` are refused, and an
+  integer must be written as one (``5``, not ``5.0``). MATLAB stores numbers as doubles, so in the
+  ``.mat`` file an integer is a double with an integral value; ``invis`` may also be a logical.
+
+Errors are ``ValueError``s naming the file and the image as ``image N ('file name')``, ``N`` its
+0-based position in the file (the ``index`` of converted rows and of predictions). Inside an image,
+JSON positions are 0-based as JSON lists are (``boxes_h[2]``) and ``.mat`` ones 1-based as MATLAB
+writes them (``hoi(3)``).
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from verl_hoi.vocab import NUM_HOI
+from verl_hoi.answer import MAX_COORD
+from verl_hoi.vocab import HOI_CLASSES, NUM_HOI, OBJECTS, VERBS
 
 __all__ = ["SPLITS", "GroundTruthPair", "ImageAnnotation", "load_annotations"]
 
@@ -83,7 +102,8 @@ def load_annotations(path: str | Path, split: str = "test") -> list[ImageAnnotat
     Raises:
         FileNotFoundError: ``path`` does not exist.
         ValueError: unknown split, unsupported suffix, or a file that is not valid HICO-DET
-            annotation data (the message names the file and what was wrong).
+            annotation data (the message names the file, the image and what was wrong; the rules
+            are in the module docstring).
 
     >>> import json, tempfile, os
     >>> doc = {"filenames": ["HICO_test2015_00000001.jpg"], "size": [[640, 427]],
@@ -97,6 +117,8 @@ def load_annotations(path: str | Path, split: str = "test") -> list[ImageAnnotat
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; valid splits: {', '.join(SPLITS)}")
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path}: is a folder, not an annotation file")
     if not path.is_file():
         raise FileNotFoundError(f"annotation file not found: {path}")
     suffix = path.suffix.lower()
@@ -108,45 +130,104 @@ def load_annotations(path: str | Path, split: str = "test") -> list[ImageAnnotat
 
 
 class _Invalid(Exception):
-    """A structural problem in an annotation file; turned into a ValueError naming the file."""
+    """A problem in an annotation file; turned into a ValueError naming the file."""
 
 
-def _box(values: Sequence[Any], where: str) -> Box:
+@contextmanager
+def _at(where: str) -> Iterator[None]:
+    """Prefix the message of an :class:`_Invalid` raised in the block with ``where``."""
     try:
-        box = tuple(float(v) for v in values)
-    except (TypeError, ValueError):
-        raise _Invalid(f"{where}: box is not numeric: {values!r}") from None
-    if len(box) != 4 or not all(np.isfinite(box)):
-        raise _Invalid(f"{where}: expected a finite [x1, y1, x2, y2] box, got {values!r}")
+        yield
+    except _Invalid as error:
+        raise _Invalid(f"{where}: {error}") from None
+
+
+def _show(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters (an annotation value may be huge)."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    try:
+        text = repr(value)
+    except ValueError:  # an integer too long for repr
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+_INTEGER_TYPES = (int, np.integer)
+_FLOAT_TYPES = (float, np.floating)
+_REAL_TYPES = _INTEGER_TYPES + _FLOAT_TYPES
+
+
+def _is_bool(value: Any) -> bool:
+    return isinstance(value, (bool, np.bool_))
+
+
+def _number(value: Any, what: str) -> float:
+    """``value`` as a float: an int or a float (never a bool or a string) within ``±MAX_COORD``."""
+    if _is_bool(value) or not isinstance(value, _REAL_TYPES):
+        raise _Invalid(f"{what} is not a number: {_show(value)}")
+    if not -MAX_COORD <= value <= MAX_COORD:  # NaN fails too; a huge int is compared exactly, not overflowed
+        raise _Invalid(f"{what} {_show(value)} is not a finite number within ±{MAX_COORD:g}")
+    return float(value)
+
+
+def _integer(value: Any, what: str, low: int, high: int, *, integral_floats: bool = False) -> int:
+    """``value`` as an int in ``low..high``: an integer, or with ``integral_floats`` a float with an integral value."""
+    integral = isinstance(value, _INTEGER_TYPES) or (
+        integral_floats and isinstance(value, _FLOAT_TYPES) and float(value).is_integer()
+    )
+    if _is_bool(value) or not integral:
+        raise _Invalid(f"{what} must be an integer, got {_show(value)}")
+    if not low <= value <= high:
+        raise _Invalid(f"{what} {_show(value)} is out of range {low}..{high}")
+    return int(value)
+
+
+def _box(values: Any, what: str) -> Box:
+    """``[x1, y1, x2, y2]`` as floats, ``x1 <= x2`` and ``y1 <= y2``."""
+    if not isinstance(values, (list, tuple)) or len(values) != 4:
+        raise _Invalid(f"{what} must be a list [x1, y1, x2, y2], got {_show(values)}")
+    box = tuple(_number(v, f"{what} {name}") for v, name in zip(values, ("x1", "y1", "x2", "y2"), strict=True))
+    for axis, low, high in (("x", box[0], box[2]), ("y", box[1], box[3])):
+        if high < low:
+            raise _Invalid(f"{what} {_show(values)} has {axis}2 < {axis}1")
     return box  # type: ignore[return-value]
 
 
-def _hoi(value: Any, where: str, offset: int) -> int:
-    """0-based HOI class from ``value`` (``offset`` = 1 for official 1-based ids)."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise _Invalid(f"{where}: HOI class is not a number: {value!r}") from None
-    hoi = int(number) - offset
-    if hoi != number - offset or not 0 <= hoi < NUM_HOI:
-        raise _Invalid(f"{where}: HOI class {value!r} out of range (expected {offset}..{NUM_HOI - 1 + offset})")
-    return hoi
+def _file_name(value: Any) -> str:
+    if not isinstance(value, str):
+        raise _Invalid(f"file name is not a string: {_show(value)}")
+    if value in ("", ".", "..") or any(c in value for c in "/\\\0"):
+        raise _Invalid(f"file name {_show(value)} is not a plain file name")
+    return value
 
 
-def _image_size(width: Any, height: Any, where: str) -> tuple[int, int]:
-    try:
-        w, h = int(width), int(height)
-    except (TypeError, ValueError):
-        raise _Invalid(f"{where}: image size is not a pair of integers: {width!r}, {height!r}") from None
-    if w <= 0 or h <= 0 or w != float(width) or h != float(height):
-        raise _Invalid(f"{where}: invalid image size {width!r} x {height!r}")
-    return w, h
+class _Images:
+    """Numbers the images of a file and checks that each file name is listed once."""
+
+    def __init__(self, split: str) -> None:
+        self.split = split
+        self.seen: dict[str, int] = {}
+
+    def where(self, index: int, name: Any) -> tuple[str, str]:
+        """The image's checked file name and its ``image N ('name')`` label."""
+        with _at(f"image {index}"):
+            name = _file_name(name)
+        label = f"image {index} ({name!r})"
+        if name in self.seen:
+            raise _Invalid(f"{label}: file name already listed as image {self.seen[name]}")
+        self.seen[name] = index
+        found = _SPLIT_IN_NAME.match(name)
+        if found and found.group(1) != self.split:
+            raise _Invalid(f"{label}: belongs to the {found.group(1)} split, not {self.split!r}")
+        return name, label
 
 
-def _check_split(file_name: str, split: str, where: str) -> None:
-    found = _SPLIT_IN_NAME.match(file_name)
-    if found and found.group(1) != split:
-        raise _Invalid(f"{where}: image {file_name!r} belongs to the {found.group(1)} split, not {split!r}")
+def _image_size(width: Any, height: Any, *, integral_floats: bool = False) -> tuple[int, int]:
+    return (
+        _integer(width, "width", 1, int(MAX_COORD), integral_floats=integral_floats),
+        _integer(height, "height", 1, int(MAX_COORD), integral_floats=integral_floats),
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -156,13 +237,24 @@ def _check_split(file_name: str, split: str, where: str) -> None:
 def _load_json(path: Path, split: str) -> list[ImageAnnotation]:
     try:
         with path.open(encoding="utf-8") as f:
-            doc = json.load(f)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: cannot read annotation JSON: {error}") from None
+    if not text.strip():
+        raise ValueError(f"{path}: annotation file is empty")
+    try:
+        doc = json.loads(text)
+    except (ValueError, RecursionError) as error:  # JSONDecodeError, an integer too long, nesting too deep
         raise ValueError(f"{path}: cannot read annotation JSON: {error}") from None
     try:
         return _parse_json(doc, split)
     except _Invalid as error:
         raise ValueError(f"{path}: {error}") from None
+
+
+_PAIR_LISTS = ("boxes_h", "boxes_o", "hoi")
+_CHECKED_LISTS = (("verb", 0, VERBS), ("object", 1, OBJECTS))
+"""Optional per-pair lists of the JSON layout: key, position in ``HOI_CLASSES[h]``, names."""
 
 
 def _parse_json(doc: Any, split: str) -> list[ImageAnnotation]:
@@ -178,26 +270,45 @@ def _parse_json(doc: Any, split: str) -> list[ImageAnnotation]:
         raise _Invalid(
             f"'filenames', 'size' and 'annotation' differ in length ({len(names)}, {len(sizes)}, {len(annotations)})"
         )
+    if not names:
+        raise _Invalid("lists no images")
+    images = _Images(split)
     records = []
     for index, (name, size, entry) in enumerate(zip(names, sizes, annotations, strict=True)):
-        where = f"image {index} ({name!r})"
-        if not isinstance(name, str):
-            raise _Invalid(f"{where}: file name is not a string")
-        _check_split(name, split, where)
-        if not (isinstance(size, list) and len(size) >= 2):
-            raise _Invalid(f"{where}: size must be [width, height], got {size!r}")
-        width, height = _image_size(size[0], size[1], where)
-        if not isinstance(entry, dict) or any(key not in entry for key in ("boxes_h", "boxes_o", "hoi")):
-            raise _Invalid(f"{where}: annotation needs 'boxes_h', 'boxes_o' and 'hoi'")
-        humans, objects, hois = entry["boxes_h"], entry["boxes_o"], entry["hoi"]
-        if not len(humans) == len(objects) == len(hois):
-            raise _Invalid(f"{where}: 'boxes_h', 'boxes_o' and 'hoi' differ in length")
-        pairs = tuple(
-            GroundTruthPair(_box(h, where), _box(o, where), _hoi(c, where, offset=0))
-            for h, o, c in zip(humans, objects, hois, strict=True)
-        )
-        records.append(ImageAnnotation(name, width, height, pairs))
+        name, label = images.where(index, name)
+        with _at(label):
+            records.append(_json_image(name, size, entry))
     return records
+
+
+def _json_image(name: str, size: Any, entry: Any) -> ImageAnnotation:
+    if not (isinstance(size, list) and len(size) == 2):
+        raise _Invalid(f"size must be [width, height], got {_show(size)}")
+    width, height = _image_size(*size)
+    if not isinstance(entry, dict) or any(key not in entry for key in _PAIR_LISTS):
+        raise _Invalid("annotation needs 'boxes_h', 'boxes_o' and 'hoi'")
+    keys = [*_PAIR_LISTS, *(key for key, _, _ in _CHECKED_LISTS if key in entry)]
+    for key in keys:
+        if not isinstance(entry[key], list):
+            raise _Invalid(f"{key!r} must be a list, got {_show(entry[key])}")
+    lengths = [len(entry[key]) for key in keys]
+    if len(set(lengths)) > 1:
+        raise _Invalid(f"{', '.join(map(repr, keys))} differ in length ({', '.join(map(str, lengths))})")
+    return ImageAnnotation(name, width, height, tuple(_json_pair(entry, k) for k in range(lengths[0])))
+
+
+def _json_pair(entry: dict, k: int) -> GroundTruthPair:
+    hoi = _integer(entry["hoi"][k], f"hoi[{k}]", 0, NUM_HOI - 1)
+    for key, position, names in _CHECKED_LISTS:
+        if key in entry:
+            value = _integer(entry[key][k], f"{key}[{k}]", 0, len(names) - 1)
+            expected = HOI_CLASSES[hoi][position]
+            if value != expected:
+                raise _Invalid(
+                    f"{key}[{k}] {value} ({names[value]!r}) disagrees with hoi[{k}] {hoi}, "
+                    f"whose {key} is {expected} ({names[expected]!r})"
+                )
+    return GroundTruthPair(_box(entry["boxes_h"][k], f"boxes_h[{k}]"), _box(entry["boxes_o"][k], f"boxes_o[{k}]"), hoi)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -210,14 +321,25 @@ def _load_mat(path: Path, split: str) -> list[ImageAnnotation]:
     key = f"bbox_{split}"
     try:
         # struct_as_record=False: structs become objects with attribute access; squeeze_me=True:
-        # 1x1 arrays collapse to scalars and 1xN to N (normalised back by _items / _rows).
+        # 1x1 arrays collapse to scalars and 1xN to N (normalised back by _items / _mat_connections).
         content = scipy.io.loadmat(path, squeeze_me=True, struct_as_record=False, variable_names=[key])
     except Exception as error:  # scipy raises a zoo of types (ValueError, TypeError, MatReadError, ...)
         raise ValueError(f"{path}: cannot read MATLAB file: {type(error).__name__}: {error}") from None
     if key not in content:
         raise ValueError(f"{path}: no variable {key!r} (is this HICO-DET's anno_bbox.mat?)")
     try:
-        return [_mat_image(entry, split, index) for index, entry in enumerate(_items(content[key]))]
+        entries = _items(content[key])
+        if not entries:
+            raise _Invalid("lists no images")
+        images = _Images(split)
+        records = []
+        for index, entry in enumerate(entries):
+            with _at(f"image {index}"):
+                raw_name = _field(entry, "filename")
+            name, label = images.where(index, raw_name)
+            with _at(label):
+                records.append(_mat_image(name, entry))
+        return records
     except _Invalid as error:
         raise ValueError(f"{path}: {key}: {error}") from None
 
@@ -229,61 +351,73 @@ def _items(value: Any) -> list[Any]:
     return [value]
 
 
-def _field(struct: Any, name: str, where: str) -> Any:
+def _field(struct: Any, name: str) -> Any:
+    from scipy.io.matlab import mat_struct
+
+    if not isinstance(struct, mat_struct):
+        raise _Invalid(f"expected a struct with field {name!r}, got {_show(struct)}")
     try:
         return getattr(struct, name)
     except AttributeError:
-        raise _Invalid(f"{where}: missing field {name!r}") from None
+        raise _Invalid(f"missing field {name!r}") from None
 
 
-def _scalar(value: Any, name: str, where: str) -> Any:
-    array = np.asarray(value)
+def _scalar(struct: Any, name: str) -> Any:
+    """Field ``name`` of ``struct``, a single value as a Python object (float, int, bool or str)."""
+    array = np.asarray(_field(struct, name))
     if array.size != 1:
-        raise _Invalid(f"{where}: field {name!r} should be a single value, got shape {array.shape}")
+        raise _Invalid(f"field {name!r} should be a single value, got shape {array.shape}")
     return array.item()
 
 
-def _mat_boxes(value: Any, where: str) -> list[Box]:
+def _mat_image(name: str, entry: Any) -> ImageAnnotation:
+    size = _field(entry, "size")
+    width, height = _image_size(_scalar(size, "width"), _scalar(size, "height"), integral_floats=True)
+    pairs = []
+    for number, hoi_entry in enumerate(_items(_field(entry, "hoi")), start=1):
+        with _at(f"hoi({number})"):
+            pairs += _mat_hoi(hoi_entry)
+    return ImageAnnotation(name, width, height, tuple(pairs))
+
+
+def _mat_hoi(entry: Any) -> list[GroundTruthPair]:
+    """The pairs of one ``hoi`` entry: none when ``invis`` is set."""
+    invis = _scalar(entry, "invis")
+    if invis not in (0, 1):  # 0, 1, 0.0, 1.0, False or True
+        raise _Invalid(f"invis must be 0 or 1, got {_show(invis)}")
+    if invis:
+        return []
+    hoi = _integer(_scalar(entry, "id"), "id", 1, NUM_HOI, integral_floats=True) - 1
+    humans = _mat_boxes(_field(entry, "bboxhuman"), "bboxhuman")
+    objects = _mat_boxes(_field(entry, "bboxobject"), "bboxobject")
+    pairs = []
+    for row, (human, obj) in enumerate(_mat_connections(_field(entry, "connection")), start=1):
+        what = f"connection({row},:)"
+        human_index = _integer(human, f"{what} human box", 1, len(humans), integral_floats=True)
+        object_index = _integer(obj, f"{what} object box", 1, len(objects), integral_floats=True)
+        pairs.append(GroundTruthPair(humans[human_index - 1], objects[object_index - 1], hoi))
+    return pairs
+
+
+def _mat_boxes(value: Any, name: str) -> list[Box]:
     boxes = []
-    for struct in _items(value):
-        values = [_scalar(_field(struct, name, where), name, where) for name in ("x1", "y1", "x2", "y2")]
-        boxes.append(_box(values, where))
+    for number, struct in enumerate(_items(value), start=1):
+        what = f"{name}({number})"
+        with _at(what):
+            values = [_scalar(struct, field) for field in ("x1", "y1", "x2", "y2")]
+        boxes.append(_box(values, what))
     return boxes
 
 
-def _mat_connections(value: Any, where: str) -> np.ndarray:
-    rows = np.asarray(value, dtype=np.float64)
-    if rows.size % 2:
-        raise _Invalid(f"{where}: connection must have 2 columns, got shape {rows.shape}")
-    return rows.reshape(-1, 2)
-
-
-def _mat_image(entry: Any, split: str, index: int) -> ImageAnnotation:
-    where = f"image {index + 1}"
-    name = _field(entry, "filename", where)
-    if not isinstance(name, str):
-        raise _Invalid(f"{where}: filename is not a string: {name!r}")
-    where = f"image {index + 1} ({name!r})"
-    _check_split(name, split, where)
-    size = _field(entry, "size", where)
-    width, height = _image_size(
-        _scalar(_field(size, "width", where), "width", where),
-        _scalar(_field(size, "height", where), "height", where),
-        where,
-    )
-    pairs = []
-    for number, hoi_entry in enumerate(_items(_field(entry, "hoi", where)), start=1):
-        hoi_where = f"{where}, hoi {number}"
-        if _scalar(_field(hoi_entry, "invis", hoi_where), "invis", hoi_where):
-            continue
-        hoi = _hoi(_scalar(_field(hoi_entry, "id", hoi_where), "id", hoi_where), hoi_where, offset=1)
-        humans = _mat_boxes(_field(hoi_entry, "bboxhuman", hoi_where), hoi_where)
-        objects = _mat_boxes(_field(hoi_entry, "bboxobject", hoi_where), hoi_where)
-        for human_index, object_index in _mat_connections(_field(hoi_entry, "connection", hoi_where), hoi_where):
-            if not (1 <= human_index <= len(humans) and 1 <= object_index <= len(objects)):
-                raise _Invalid(
-                    f"{hoi_where}: connection [{human_index:g}, {object_index:g}] out of range "
-                    f"({len(humans)} human and {len(objects)} object boxes)"
-                )
-            pairs.append(GroundTruthPair(humans[int(human_index) - 1], objects[int(object_index) - 1], hoi))
-    return ImageAnnotation(str(name), width, height, tuple(pairs))
+def _mat_connections(value: Any) -> list[tuple[Any, Any]]:
+    """Rows ``(human box, object box)`` of a ``connection`` table (``squeeze_me`` made one row a vector)."""
+    rows = np.asarray(value)
+    if rows.size == 0:
+        return []
+    if rows.dtype.kind not in "iuf":
+        raise _Invalid(f"connection must be numbers, got {_show(value)}")
+    if rows.shape == (2,):
+        rows = rows.reshape(1, 2)
+    if rows.ndim != 2 or rows.shape[1] != 2:
+        raise _Invalid(f"connection must have 2 columns, got shape {rows.shape}")
+    return [(human.item(), obj.item()) for human, obj in rows]
