@@ -6,7 +6,16 @@ import argparse
 
 import pytest
 
-from verl_hoi.cli import USAGE_ERROR, atomic_path, doc_parser, fail, positive_int
+from verl_hoi.cli import (
+    USAGE_ERROR,
+    UsageError,
+    atomic_path,
+    check_output_file,
+    doc_parser,
+    fail,
+    positive_int,
+    refuse_overlap,
+)
 
 
 def test_fail_prints_one_error_line(capsys):
@@ -39,6 +48,15 @@ def test_doc_parser_uses_summary_and_details():
     assert (parser.prog, parser.description, parser.epilog) == ("prog", "Summary line.", "Details one.\n\nDetails two.")
 
 
+def test_doc_parser_errors_are_one_line(capsys):
+    parser = doc_parser("prog", "Summary.\n\n    prog --n N\n\nDetails.")
+    parser.add_argument("--n", type=positive_int, required=True)
+    with pytest.raises(SystemExit) as exit_info:
+        parser.parse_args(["--n", "0"])
+    assert exit_info.value.code == USAGE_ERROR
+    assert capsys.readouterr() == ("", "error: argument --n: must be >= 1, got 0 (see prog --help)\n")
+
+
 def test_atomic_path_replaces_on_success(tmp_path):
     path = tmp_path / "result.json"
     path.write_text("old")
@@ -58,3 +76,25 @@ def test_atomic_path_keeps_the_old_file_on_error(tmp_path):
         raise RuntimeError("interrupted")
     assert path.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["result.json"]
+
+
+def test_check_output_file_refuses_before_any_work(tmp_path):
+    (tmp_path / "folder").mkdir()
+    assert check_output_file(tmp_path / "result.json", "--json") == tmp_path / "result.json"
+    with pytest.raises(UsageError, match=r"^--json .*folder: is a folder, not a file$"):
+        check_output_file(tmp_path / "folder", "--json")
+    with pytest.raises(UsageError, match=r"^--json .*missing/r.json: folder .*missing does not exist$"):
+        check_output_file(tmp_path / "missing" / "r.json", "--json")
+    assert [p.name for p in tmp_path.iterdir()] == ["folder"]  # nothing written
+
+
+def test_refuse_overlap_sees_through_links(tmp_path):
+    data = tmp_path / "data.parquet"
+    data.write_bytes(b"rows")
+    (tmp_path / "link.parquet").symlink_to(data)
+    (tmp_path / "hard.parquet").hardlink_to(data)
+    for alias in ("link.parquet", "hard.parquet", "sub/../data.parquet"):
+        with pytest.raises(UsageError, match="is also --data: refusing to write over an input"):
+            refuse_overlap({"--out": tmp_path / alias}, {"--data": data, "--model": None})
+    refuse_overlap({"--out": tmp_path / "new.jsonl", "--json": None}, {"--data": data})
+    assert data.read_bytes() == b"rows"

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NoReturn
 
 __all__ = [
     "USAGE_ERROR",
@@ -39,15 +40,23 @@ def fail(message: object) -> int:
     return USAGE_ERROR
 
 
+class _OneLineErrorParser(argparse.ArgumentParser):
+    """An argument parser whose mistakes end like every other user error: one ``error:`` line, exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(USAGE_ERROR, f"error: {message} (see {self.prog} --help)\n")
+
+
 def doc_parser(prog: str, doc: str) -> argparse.ArgumentParser:
     """A parser whose description is ``doc``'s first paragraph and whose epilog is all after its second.
 
-    The second paragraph is the usage example that ``--help`` already shows as ``usage:``.
+    The second paragraph is the usage example that ``--help`` already shows as ``usage:``. A bad
+    option ends with one ``error:`` line and exit code :data:`USAGE_ERROR`.
 
     >>> doc_parser("prog", "Summary.\\n\\n    prog --x\\n\\nDetails.").epilog
     'Details.'
     """
-    return argparse.ArgumentParser(
+    return _OneLineErrorParser(
         prog=prog,
         description=doc.split("\n\n")[0],
         epilog=doc.split("\n\n", 2)[2],
