@@ -1,132 +1,265 @@
-"""Distil HOI-R1 reasoning from a teacher model and write the SFT parquet.
+"""Ask a teacher model for HOI-R1 reasoning on every row of an RL parquet and write the SFT parquet.
 
-Example:
-    export OPENAI_API_KEY=...
-    python data_prep/distill_thinking.py --data data/hicodet/train.parquet --out data/hicodet_sft --dry-run
     python data_prep/distill_thinking.py --data data/hicodet/train.parquet --out data/hicodet_sft --max-cost 20
 
-For every row of the RL parquet (``data_prep/hicodet_to_parquet.py``) the teacher sees the image,
-the task prompt and the ground-truth answer and writes the reasoning; accepted traces become
-``OUT/sft.parquet`` for verl's ``MultiTurnSFTDataset`` (``bash recipes/sft.sh``). Every finished
-request is kept in ``OUT/cache.jsonl``: rerun the same command to resume after a crash, a kill or
-a ``--max-cost`` stop, without paying twice. ``OUT/summary.json`` holds the counts and costs.
-Any OpenAI-compatible server works (``--base-url http://localhost:8000/v1`` for a local vLLM).
+For every row of the RL parquet (data_prep/hicodet_to_parquet.py) the teacher sees the image, the
+task prompt and the ground-truth answer and writes the reasoning; accepted traces become
+OUT/sft.parquet for verl's MultiTurnSFTDataset (bash recipes/sft.sh). Every finished request is kept
+in OUT/cache.jsonl: rerun the same command to resume after a crash, a kill or a --max-cost stop,
+without paying twice. OUT/summary.json holds the counts and costs. Any OpenAI-compatible server
+works (--base-url http://localhost:8000/v1 for a local vLLM, which needs no key). The API key is
+read from the environment ($OPENAI_API_KEY or the variable --api-key-env names), never from the
+command line.
+
+Start with --dry-run: it checks the options, the output folder and every row (images decoded),
+estimates tokens and cost, and sends and writes nothing.
+
+Prices are USD per million tokens; built in for gpt-4o-mini, gpt-4o, gpt-4.1, gpt-4.1-mini and
+gpt-4.1-nano. For other models pass --input-price and --output-price (0 for a local server).
+
+Checked before anything is sent or written: every number is finite and in range; --base-url is an
+http(s) URL; the key variable is set, not empty and holds no white space; the teacher prompt is
+UTF-8 with {task} and {answer} (a literal brace written {{ or }}); --out is a writable folder
+(created if missing) whose outputs are neither inputs nor folders; --data is a parquet with the RL
+columns and at least one row; the cache holds only complete records (a torn last line from a kill
+is dropped, any other damage is reported and the file left as it is). Each row is checked as it is
+read (verl_hoi.teacher.check_row): field types, a ground truth that is a strict JSON list of valid
+items (names are read as verl_hoi.answer.parse_answer reads them: any case, verbs as a list or a
+"hold, ride" string), an image that decodes in full and has the size in extra_info. Nothing else
+is coerced: a number where text is expected is an error. Rows are counted from 0.
+
+Exit codes: 0 done; 1 some requests failed, the teacher stopped the run, or no trace was accepted
+(rerun to resume); 2 a mistake in the options or the input, one line "error: ..." naming the file
+and the row or line; 130 interrupted (Ctrl-C or SIGTERM). OUT/sft.parquet and OUT/summary.json
+are replaced, whole, only by a run that gets to its end with at least one accepted trace; a
+failed or interrupted run leaves them as they were, and no temporary or lock file.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import math
 import os
+import signal
 import sys
-from collections.abc import Iterator
+import urllib.parse
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from verl_hoi.cli import UsageError, atomic_path, fail
+from verl_hoi.cli import UsageError, atomic_path, check_output_file, doc_parser, fail, positive_int, refuse_overlap
 from verl_hoi.convert import write_parquet
 from verl_hoi.distill import (
     CACHE_NAME,
+    OUTPUT_NAMES,
+    SFT_NAME,
     SUMMARY_NAME,
+    CacheError,
     DistillStats,
     FolderBusyError,
+    RowError,
     TraceCache,
     cache_totals,
     distill,
+    schema_problem,
     sft_rows,
 )
 from verl_hoi.sft import sft_schema
-from verl_hoi.teacher import FatalTeacherError, TeacherClient, load_teacher_prompt, model_price
+from verl_hoi.teacher import FatalTeacherError, Price, TeacherClient, load_teacher_prompt, model_price
 
 DETAILS = ("auto", "low", "high")
+DEFAULT_KEY_ENV = "OPENAI_API_KEY"
+MAX_CONCURRENCY = 1024
+MAX_PRICE = 1e6  # USD per million tokens: far above any model's, low enough that no cost overflows
+MAX_TOKENS = 1_000_000
+MAX_TIMEOUT = 86_400.0
 
 
-def _number(kind: type, minimum: float, strict: bool = False):
+def _number(kind: type, minimum: float, *, strict: bool = False, maximum: float | None = None) -> Callable:
+    """argparse ``type``: a finite ``kind`` that is ``>= minimum`` (``>`` with ``strict``) and ``<= maximum``."""
+
     def parse(text: str):
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"not a {kind.__name__}: {text!r}") from None
+            raise argparse.ArgumentTypeError(f"not {'an integer' if kind is int else 'a number'}: {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
         if value < minimum or (strict and value == minimum):
-            raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} {minimum}, got {value}")
+            raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} {minimum}, got {text}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"must be <= {maximum}, got {text}")
         return value
 
     return parse
 
 
+def _url(text: str) -> str:
+    """argparse ``type``: an http(s) URL with a host."""
+    try:
+        parts = urllib.parse.urlsplit(text)
+        parts.port  # noqa: B018 (raises ValueError on a bad port)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"not a URL: {text!r} ({error})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise argparse.ArgumentTypeError(f"not an http(s) URL with a host: {text!r}")
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description="Ask a teacher model (OpenAI or any OpenAI-compatible server) for HOI-R1 reasoning on every "
-        "row of an RL parquet and write OUT/sft.parquet for verl's SFT trainer. Resumable: finished requests are "
-        "cached in OUT/cache.jsonl. The API key is read from the environment, never from the command line.",
-        epilog="Prices are USD per million tokens; built in for gpt-4o-mini, gpt-4o, gpt-4.1, gpt-4.1-mini and "
-        "gpt-4.1-nano. For other models pass --input-price and --output-price (0 for a local server).",
-    )
+    parser = doc_parser("python data_prep/distill_thinking.py", __doc__)
     add = parser.add_argument
     add("--data", required=True, type=Path, metavar="PARQUET", help="RL parquet (data_prep/hicodet_to_parquet.py)")
     add("--out", required=True, type=Path, metavar="DIR", help="output folder: sft.parquet, cache.jsonl, summary")
     add("--model", default="gpt-4o-mini", help="teacher model (default: %(default)s)")
-    add("--base-url", metavar="URL", help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1")
-    add("--api-key-env", default="OPENAI_API_KEY", metavar="NAME", help="variable holding the key (%(default)s)")
-    add("--concurrency", type=_number(int, 1), default=8, metavar="N", help="requests in flight (default: 8)")
-    add("--limit", type=_number(int, 1), metavar="N", help="only the first N rows")
+    add("--base-url", type=_url, metavar="URL", help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1")
+    add("--api-key-env", metavar="NAME", help=f"variable holding the key (default: {DEFAULT_KEY_ENV})")
+    add(
+        "--concurrency",
+        type=_number(int, 1, maximum=MAX_CONCURRENCY),
+        default=8,
+        metavar="N",
+        help="requests in flight (default: 8)",
+    )
+    add("--limit", type=positive_int, metavar="N", help="only the first N rows")
     add("--max-cost", type=_number(float, 0, strict=True), metavar="USD", help="stop sending once this could be hit")
-    add("--dry-run", action="store_true", help="estimate tokens and cost, send nothing")
-    add("--input-price", type=_number(float, 0), metavar="USD", help="USD per million input tokens")
-    add("--output-price", type=_number(float, 0), metavar="USD", help="USD per million output tokens")
+    add("--dry-run", action="store_true", help="check everything, estimate tokens and cost, send and write nothing")
+    price = _number(float, 0, maximum=MAX_PRICE)
+    add("--input-price", type=price, metavar="USD", help="USD per million input tokens")
+    add("--output-price", type=price, metavar="USD", help="USD per million output tokens")
     add("--teacher-prompt", type=Path, metavar="FILE", help="prompt template with {task} and {answer}")
     add("--detail", choices=DETAILS, default="auto", help="image detail sent to the teacher (default: auto)")
-    add("--max-tokens", type=_number(int, 1), default=1024, metavar="N", help="teacher output limit (1024)")
+    add(
+        "--max-tokens",
+        type=_number(int, 1, maximum=MAX_TOKENS),
+        default=1024,
+        metavar="N",
+        help="teacher output limit (1024)",
+    )
     add("--temperature", type=_number(float, 0), default=0.7, help="sampling temperature (default: 0.7)")
-    add("--timeout", type=_number(float, 0, strict=True), default=120.0, metavar="S", help="per request (120 s)")
+    add(
+        "--timeout",
+        type=_number(float, 0, strict=True, maximum=MAX_TIMEOUT),
+        default=120.0,
+        metavar="S",
+        help="per request (120 s)",
+    )
     add("--max-retries", type=_number(int, 0), default=6, metavar="N", help="on 429/5xx/timeouts (default: 6)")
     add("--backoff-base", type=_number(float, 0), default=1.0, metavar="S", help="first retry wait (default: 1 s)")
-    add("--max-trace-chars", type=_number(int, 1), default=4000, metavar="N", help="longer traces are rejected")
+    add("--max-trace-chars", type=positive_int, default=4000, metavar="N", help="longer traces are rejected")
     add("--retry-rejected", action="store_true", help="ask again for items whose cached trace was rejected")
     return parser
 
 
 def iter_parquet(path: Path, limit: int | None) -> Iterator[dict[str, Any]]:
-    """Rows of ``path`` as dicts, streamed in small batches (embedded images never all in memory)."""
+    """Rows of ``path`` as dicts, streamed in small batches (embedded images never all in memory).
+
+    Raises:
+        UsageError: the file cannot be read (a damaged page, say).
+    """
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    remaining = limit
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=32):
-        for row in batch.to_pylist():
-            if remaining is not None:
-                if remaining == 0:
-                    return
-                remaining -= 1
-            yield row
-
-
-def _check(args: argparse.Namespace) -> tuple[Any, str, str | None]:
-    """Validate what argparse cannot; returns (parquet schema, template, api key)."""
-    import pyarrow.parquet as pq
-
-    if not args.data.is_file():
-        raise UsageError(f"--data {args.data}: no such file")
+    count = 0
     try:
-        schema = pq.read_schema(args.data)
-    except Exception as error:
-        raise UsageError(f"--data {args.data}: not a parquet file ({error})") from None
-    missing = {"prompt", "images", "reward_model"} - set(schema.names)
-    if missing:
-        raise UsageError(f"--data {args.data}: missing column(s) {', '.join(sorted(missing))}; is it an RL parquet?")
+        with pq.ParquetFile(path) as parquet:
+            for batch in parquet.iter_batches(batch_size=32):
+                for row in batch.to_pylist():
+                    if count == limit:
+                        return
+                    count += 1
+                    yield row
+    except (pa.ArrowException, OSError) as error:
+        raise UsageError(f"{path}: row {count}: cannot be read ({_one_line(error)})") from None
+
+
+def _one_line(error: BaseException) -> str:
+    """The message on one line, control characters escaped."""
+    text = " ".join(line.strip() for line in str(error).splitlines())
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def _check_out(out: Path, inputs: dict[str, Path | None]) -> None:
+    """--out must be a folder that can be made or written, none of whose outputs is an input or a folder."""
+    refuse_overlap({"--out": out}, inputs)
+    for name in OUTPUT_NAMES:
+        refuse_overlap({"--out": out / name}, inputs)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: is a file, not a folder")
+    existing = next(p for p in (out, *out.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        raise UsageError(f"--out {out}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {out}: folder {existing} is not writable")
+    if out.is_dir():
+        for name in OUTPUT_NAMES:
+            check_output_file(out / name, "--out")
+        cache = out / CACHE_NAME
+        if cache.exists() and not os.access(cache, os.R_OK | os.W_OK):
+            raise UsageError(f"--out {cache}: cannot be read and written")
+
+
+def _api_key(args: argparse.Namespace) -> str | None:
+    """The key from the environment; None for a dry run without one, a placeholder for a local server."""
+    name = args.api_key_env if args.api_key_env is not None else DEFAULT_KEY_ENV
+    if not name:
+        raise UsageError("--api-key-env: empty variable name")
+    key = os.environ.get(name)
+    if not key:
+        state = "not set" if key is None else "empty"
+        if args.api_key_env is not None:
+            raise UsageError(f"--api-key-env {name}: ${name} is {state}")
+        if args.dry_run:
+            return None
+        if args.base_url is None:
+            raise UsageError(f"${name} is {state}: set the API key there (or name another variable with --api-key-env)")
+        return "EMPTY"  # local OpenAI-compatible servers usually need no key, but the client wants one
+    if any(c.isspace() or not c.isprintable() for c in key):
+        raise UsageError(f"${name}: the API key holds white space or control characters (a pasted newline?)")
+    return key
+
+
+def _check(args: argparse.Namespace) -> tuple[Any, str, str | None, int]:
+    """Validate what argparse cannot; returns (parquet schema, template, api key, rows to read)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if not args.model.strip():
+        raise UsageError("--model: empty model name")
+    if args.data.is_dir():
+        raise UsageError(f"--data {args.data}: is a folder, not a parquet file")
+    if not args.data.exists():
+        raise UsageError(f"--data {args.data}: no such file")
+    if not args.data.is_file():
+        raise UsageError(f"--data {args.data}: not a regular file")
+    _check_out(args.out, {"--data": args.data, "--teacher-prompt": args.teacher_prompt})
     try:
         template = load_teacher_prompt(args.teacher_prompt)
-    except (OSError, ValueError) as error:
-        raise UsageError(f"--teacher-prompt: {error}") from None
-    price = model_price(args.model, args.input_price, args.output_price)
-    if args.max_cost is not None and price is None:
+    except OSError as error:
+        raise UsageError(f"--teacher-prompt {args.teacher_prompt}: {error.strerror or error}") from None
+    except ValueError as error:
+        raise UsageError(f"--teacher-prompt {error}") from None
+    try:
+        with pq.ParquetFile(args.data) as parquet:
+            schema, num_rows = parquet.schema_arrow, parquet.metadata.num_rows
+    except (pa.ArrowException, OSError) as error:
+        raise UsageError(f"--data {args.data}: not a parquet file ({_one_line(error)})") from None
+    problem = schema_problem(schema)
+    if problem is not None:
+        raise UsageError(f"--data {args.data}: {problem}")
+    if num_rows == 0:
+        raise UsageError(f"--data {args.data}: has no rows")
+    if args.max_cost is not None and _price(args) is None:
         raise UsageError(f"--max-cost needs the price of {args.model}: pass --input-price and --output-price")
-    key = os.environ.get(args.api_key_env) or None
-    if key is None and not args.dry_run:
-        if args.base_url is None:
-            raise UsageError(f"set the API key in ${args.api_key_env} (or name another variable with --api-key-env)")
-        key = "EMPTY"  # local OpenAI-compatible servers usually need no key, but the client wants one
-    return schema, template, key
+    key = _api_key(args)
+    return schema, template, key, min(num_rows, args.limit or num_rows)
+
+
+def _price(args: argparse.Namespace) -> Price | None:
+    return model_price(args.model, args.input_price, args.output_price)
 
 
 async def _distill(args: argparse.Namespace, template: str, key: str | None, total: int) -> tuple[DistillStats, list]:
@@ -150,7 +283,7 @@ async def _distill(args: argparse.Namespace, template: str, key: str | None, tot
             model=args.model,
             teacher=teacher,
             template=template,
-            price=model_price(args.model, args.input_price, args.output_price),
+            price=_price(args),
             max_cost=args.max_cost,
             concurrency=args.concurrency,
             detail=args.detail,
@@ -168,7 +301,7 @@ def _usd(value: float | None) -> str:
     return "unknown (no price: pass --input-price/--output-price)" if value is None else f"${value:.4f}"
 
 
-def _report_dry_run(stats: DistillStats, price) -> None:
+def _report_dry_run(stats: DistillStats, price: Price | None) -> None:
     sent = stats.items - stats.cached_ok - stats.cached_rejected
     print(f"dry run: {stats.items} rows, {stats.cached_ok + stats.cached_rejected} already cached, {sent} requests")
     print(
@@ -185,40 +318,39 @@ def _report_dry_run(stats: DistillStats, price) -> None:
 
 def _write_summary(path: Path, summary: dict[str, Any]) -> None:
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        json.dump(summary, f, indent=2)
+        json.dump(summary, f, indent=2, allow_nan=False)
 
 
-def _finish(args: argparse.Namespace, schema: Any, stats: DistillStats, keys: list) -> dict[str, Any]:
-    """Write OUT/sft.parquet from the cache and OUT/summary.json; return the summary."""
-    cache = TraceCache(args.out / CACHE_NAME)
-    try:
-        rows = sft_rows(iter_parquet(args.data, args.limit), keys, cache)
-        written = write_parquet(rows, args.out / "sft.parquet", sft_schema(schema))
-        summary = {
-            "model": args.model,
-            "sft_rows": written,
-            "this_run": stats.as_dict(),
-            "all_runs": cache_totals(cache),
-        }
-    finally:
-        cache.close()
+def _finish(args: argparse.Namespace, schema: Any, stats: DistillStats, keys: list) -> dict[str, Any] | None:
+    """Write OUT/sft.parquet from the cache and OUT/summary.json; return the summary (None: no trace accepted,
+    nothing written)."""
+    cache = TraceCache(args.out / CACHE_NAME, readonly=True)
+    if not any((record := cache.get(key)) is not None and record["status"] == "ok" for key in keys):
+        return None
+    written = write_parquet(
+        sft_rows(iter_parquet(args.data, args.limit), keys, cache), args.out / SFT_NAME, sft_schema(schema)
+    )
+    summary = {"model": args.model, "sft_rows": written, "this_run": stats.as_dict(), "all_runs": cache_totals(cache)}
     _write_summary(args.out / SUMMARY_NAME, summary)
     return summary
 
 
-def _report(stats: DistillStats, summary: dict[str, Any], out: Path) -> None:
-    rejected = ", ".join(f"{k} {v}" for k, v in summary["this_run"]["rejected"].items() if v) or "none"
+def _report(stats: DistillStats, summary: dict[str, Any] | None, out: Path) -> None:
+    rejected = ", ".join(f"{k} {v}" for k, v in stats.as_dict()["rejected"].items() if v) or "none"
     print(
         f"this run: {stats.ok} accepted, {sum(stats.rejected.values())} rejected ({rejected}), {stats.failed} failed, "
         f"{stats.skipped} not sent; {stats.requests} requests ({stats.retries} retries), "
         f"{stats.prompt_tokens} input + {stats.completion_tokens} output tokens, cost {_usd(stats.cost)}"
     )
+    if summary is None:
+        print(f"no trace of these rows was accepted: {out / SFT_NAME} and {out / SUMMARY_NAME} were not written")
+        return
     total = summary["all_runs"]
     print(
         f"all runs: {total['ok']} accepted, {sum(total['rejected'].values())} rejected, "
         f"{total['prompt_tokens']} input + {total['completion_tokens']} output tokens, cost {_usd(total['cost'])}"
     )
-    print(f"wrote {out / 'sft.parquet'} ({summary['sft_rows']} rows) and {out / SUMMARY_NAME}")
+    print(f"wrote {out / SFT_NAME} ({summary['sft_rows']} rows) and {out / SUMMARY_NAME}")
     if stats.stopped_by_cost:
         print(
             f"stopped: the next request could exceed --max-cost (rows not sent: {stats.skipped}); "
@@ -228,33 +360,48 @@ def _report(stats: DistillStats, summary: dict[str, Any], out: Path) -> None:
         print(f"{stats.failed} requests failed after retries; rerun the same command to retry them", file=sys.stderr)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def _run(args: argparse.Namespace) -> int:
+    schema, template, key, total = _check(args)
+    out = args.out.absolute()
+    new_folders = [folder for folder in (out, *out.parents) if not folder.exists()]  # deepest first
     try:
-        schema, template, key = _check(args)
-        import pyarrow.parquet as pq
-
-        total = pq.ParquetFile(args.data).metadata.num_rows
-        total = min(total, args.limit) if args.limit else total
         stats, keys = asyncio.run(_distill(args, template, key, total))
-    except UsageError as error:
-        return fail(error)
+        if args.dry_run:
+            _report_dry_run(stats, _price(args))
+            return 0
+        summary = _finish(args, schema, stats, keys)
+    except BaseException:
+        for folder in new_folders:
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only the folders this run made, and only if it left them empty
+        raise
+    _report(stats, summary, args.out)
+    return 1 if stats.failed or summary is None else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point; returns the exit code (see the module docstring)."""
+    args = build_parser().parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)  # a kill cleans up as Ctrl-C does
+    try:
+        return _run(args)
+    except RowError as error:
+        return fail(f"{args.data}: {_one_line(error)}")
+    except (UsageError, CacheError, FolderBusyError) as error:
+        return fail(_one_line(error))
     except FatalTeacherError as error:
         print(
             f"error: the teacher stopped the run: {error}; finished items are in {args.out / CACHE_NAME}",
             file=sys.stderr,
         )
         return 1
-    except (FolderBusyError, OSError) as error:
-        return fail(error)
+    except OSError as error:
+        return fail(f"{error.filename}: {error.strerror}" if error.filename and error.strerror else _one_line(error))
     except KeyboardInterrupt:
         print(f"interrupted: finished items are in {args.out / CACHE_NAME}; rerun to resume", file=sys.stderr)
         return 130
-    if args.dry_run:
-        _report_dry_run(stats, model_price(args.model, args.input_price, args.output_price))
-        return 0
-    _report(stats, _finish(args, schema, stats, keys), args.out)
-    return 1 if stats.failed else 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import copy
+import fcntl
 import hashlib
 import itertools
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,15 +20,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import openai
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from cli_harness import snapshot
 from hypothesis import given
 from hypothesis import strategies as st
 
 from verl_hoi.convert import ConvertOptions, iter_rows, row_schema, select_images, write_parquet
-from verl_hoi.distill import TraceCache, distill
+from verl_hoi.distill import CacheError, RowError, TraceCache, distill, record_problem, schema_problem
 from verl_hoi.hicodet import load_annotations
-from verl_hoi.teacher import FatalTeacherError, Price, TeacherClient, load_teacher_prompt, prepare_item
+from verl_hoi.teacher import FatalTeacherError, Price, TeacherClient, item_key, load_teacher_prompt, prepare_item
 
 REPO = Path(__file__).resolve().parents[1]
 CLI = REPO / "data_prep" / "distill_thinking.py"
@@ -39,6 +44,10 @@ REPLIES = {
 
 
 # ---------------------------------------------------------------- fixtures
+
+
+def _replace(schema: pa.Schema, name: str, kind: pa.DataType) -> pa.Schema:
+    return schema.set(schema.get_field_index(name), pa.field(name, kind))
 
 
 @pytest.fixture(scope="module")
@@ -225,7 +234,7 @@ async def test_rejected_credentials_stop_the_run(server, rows, names, tmp_path):
     server.plan.update({name: ["401"] for name in names})
     with pytest.raises(FatalTeacherError, match="401"):
         await distill(rows, tmp_path, model="m", teacher=_teacher(server, []), concurrency=2, progress=False)
-    assert (tmp_path / "cache.jsonl").read_text() == "" and sum(server.counts.values()) <= 2
+    assert list(tmp_path.iterdir()) == [] and sum(server.counts.values()) <= 2  # no cache, no lock left
 
 
 async def test_a_failing_server_stops_the_run(server, rows, names, tmp_path):
@@ -234,7 +243,16 @@ async def test_a_failing_server_stops_the_run(server, rows, names, tmp_path):
         rows_x2 = rows + [{**row, "prompt": [{"role": "user", "content": "<image>other"}]} for row in rows]
         teacher = _teacher(server, [], max_retries=0)
         await distill(rows_x2, tmp_path, model="m", teacher=teacher, concurrency=1, progress=False)
-    assert sum(server.counts.values()) == 10 and _cache_lines(tmp_path) == []
+    assert sum(server.counts.values()) == 10 and list(tmp_path.iterdir()) == []
+
+
+async def test_a_bad_row_stops_the_run_once_the_requests_before_it_are_recorded(server, rows, names, tmp_path):
+    bad = copy.deepcopy(rows)
+    bad[2]["images"][0]["bytes"] = b"not an image"
+    with pytest.raises(RowError, match=re.escape(f"row 2 ({names[2]}): images[0]: not an image file (unknown format)")):
+        await distill(bad, tmp_path, model="m", teacher=_teacher(server, []), concurrency=1, progress=False)
+    assert [line["file_name"] for line in _cache_lines(tmp_path)] == names[:2]
+    assert [p.name for p in tmp_path.iterdir()] == ["cache.jsonl"]  # the lock is gone
 
 
 async def test_dry_run_sends_nothing(server, rows, tmp_path):
@@ -243,7 +261,7 @@ async def test_dry_run_sends_nothing(server, rows, tmp_path):
     template = load_teacher_prompt()
     expected = sum(prepare_item(i, r, template, "gpt-4o-mini").est_input_tokens for i, r in enumerate(rows))
     assert (stats.est_input_tokens, stats.est_max_output_tokens, stats.est_output_tokens) == (expected, 3500, 2800)
-    assert sum(server.counts.values()) == 0 and _cache_lines(tmp_path) == []
+    assert sum(server.counts.values()) == 0 and list(tmp_path.iterdir()) == []  # a dry run writes nothing
 
 
 # ---------------------------------------------------------------- the command line, killed and resumed
@@ -295,28 +313,104 @@ def test_cli_killed_midway_resumes_without_repeats(server, rl_parquet, names, tm
     assert server.auth == {f"Bearer {SECRET}"}
 
 
-def test_cli_dry_run_and_usage_errors(server, rl_parquet, tmp_path):
+def _args(rl_parquet: Path, out: Path, server: FakeTeacher, model: str) -> list[str]:
+    return [
+        "--data",
+        str(rl_parquet),
+        "--out",
+        str(out),
+        "--model",
+        model,
+        "--base-url",
+        server.url,
+        "--max-retries",
+        "0",
+    ]
+
+
+def _complete_run(server: FakeTeacher, rl_parquet: Path, out: Path) -> None:
+    done = _cli(*_args(rl_parquet, out, server, "m"), env={"OPENAI_API_KEY": SECRET})
+    _, stderr = done.communicate(timeout=120)
+    assert done.returncode == 0, stderr
+
+
+def test_cli_dry_run_writes_nothing(server, rl_parquet, rows, tmp_path):
     out = tmp_path / "out"
     dry = _cli("--data", str(rl_parquet), "--out", str(out), "--dry-run", "--limit", "3")
     stdout, stderr = dry.communicate(timeout=60)
     assert dry.returncode == 0, stderr
     assert "dry run: 3 rows, 0 already cached, 3 requests" in stdout and "estimated cost: $" in stdout
-    assert sum(server.counts.values()) == 0 and not (out / "sft.parquet").exists()
-    cases = [
-        # (arguments, environment, message)
-        (["--data", str(tmp_path / "none.parquet"), "--out", str(out)], {}, "no such file"),  # missing input
-        (["--data", str(rl_parquet), "--out", str(out)], {}, "OPENAI_API_KEY"),  # no key for api.openai.com
-        (
-            ["--data", str(rl_parquet), "--out", str(out), "--model", "x", "--max-cost", "1"],
-            {"OPENAI_API_KEY": "k"},
-            "--input-price",
-        ),  # a budget without a price
-        (["--data", str(rl_parquet), "--out", str(out), "--concurrency", "0"], {}, "must be >= 1"),  # bad value
+    assert sum(server.counts.values()) == 0 and list(tmp_path.iterdir()) == []  # no folder, no lock, no cache
+
+    # An existing folder with a torn cache: read as it is (one complete record), left byte-identical.
+    out.mkdir()
+    record = {"key": item_key(rows[0], load_teacher_prompt(), "gpt-4o-mini"), "status": "ok", "thinking": "t"}
+    (out / "cache.jsonl").write_bytes(json.dumps(record).encode() + b'\n{"key": "x", "st')
+    before = snapshot(tmp_path)
+    dry = _cli("--data", str(rl_parquet), "--out", str(out), "--dry-run")
+    stdout, stderr = dry.communicate(timeout=60)
+    assert dry.returncode == 0, stderr
+    assert "dry run: 7 rows, 1 already cached, 6 requests" in stdout and "line 2 is incomplete" in stderr
+    assert snapshot(tmp_path) == before
+
+
+def test_cli_a_refused_key_leaves_the_earlier_outputs(server, rl_parquet, names, tmp_path):
+    out = tmp_path / "out"
+    _complete_run(server, rl_parquet, out)
+    before = snapshot(tmp_path)
+    server.plan.update({name: ["401"] for name in names})
+    run = _cli(*_args(rl_parquet, out, server, "m2"), env={"OPENAI_API_KEY": SECRET})  # new model: new requests
+    _, stderr = run.communicate(timeout=120)
+    assert run.returncode == 1 and "Traceback" not in stderr, stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
+    cache = out / "cache.jsonl"
+    assert errors == [
+        f"error: the teacher stopped the run: AuthenticationError (HTTP 401); finished items are in {cache}"
     ]
-    for args, env, message in cases:
-        run = _cli(*args, env=env)
+    assert snapshot(tmp_path) == before  # sft.parquet, summary.json and the cache as they were; no lock, no temp
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_cli_interrupted_keeps_the_earlier_outputs_and_leaves_no_litter(server, rl_parquet, names, tmp_path, signum):
+    out = tmp_path / "out"
+    _complete_run(server, rl_parquet, out)
+    outputs = {name: (out / name).read_bytes() for name in ("sft.parquet", "summary.json")}
+    server.plan[names[3]] = ["hold"]  # the 4th request of the next run hangs until it is interrupted
+    run = _cli(*_args(rl_parquet, out, server, "m2"), "--concurrency", "1", env={"OPENAI_API_KEY": SECRET})
+    deadline = time.monotonic() + 60
+    while server.counts[names[3]] < 2 and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    run.send_signal(signum)
+    _, stderr = run.communicate(timeout=60)
+    assert run.returncode == 130 and "Traceback" not in stderr and "interrupted: finished items are in" in stderr
+    assert {name: (out / name).read_bytes() for name in outputs} == outputs
+    assert sorted(p.name for p in out.iterdir()) == ["cache.jsonl", "sft.parquet", "summary.json"]
+    models = [line["model"] for line in _cache_lines(out)]
+    assert models == ["m"] * 7 + ["m2"] * 3  # every complete record kept, the one in flight not written
+
+
+def test_cli_with_no_accepted_trace_keeps_the_earlier_sft_parquet(server, rl_parquet, names, tmp_path):
+    out = tmp_path / "out"
+    _complete_run(server, rl_parquet, out)
+    outputs = {name: (out / name).read_bytes() for name in ("sft.parquet", "summary.json")}
+    server.plan.update({name: ["refusal"] for name in names})
+    run = _cli(*_args(rl_parquet, out, server, "m2"), env={"OPENAI_API_KEY": SECRET})
+    stdout, stderr = run.communicate(timeout=120)
+    assert run.returncode == 1 and "Traceback" not in stderr, stderr
+    assert "this run: 0 accepted, 7 rejected (refusal 7)" in stdout and "were not written" in stdout
+    assert {name: (out / name).read_bytes() for name in outputs} == outputs
+    assert len(_cache_lines(out)) == 14
+
+
+def test_cli_refuses_a_folder_another_run_holds(rl_parquet, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    with open(out / ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        run = _cli("--data", str(rl_parquet), "--out", str(out), "--base-url", "http://127.0.0.1:9/v1")
         _, stderr = run.communicate(timeout=60)
-        assert run.returncode == 2 and message in stderr and "Traceback" not in stderr, (args, stderr)
+    assert run.returncode == 2 and stderr.splitlines()[-1] == f"error: another distillation run is using {out}"
+    assert [p.name for p in out.iterdir()] == [".lock"]  # the holder's lock file is not removed
 
 
 # ---------------------------------------------------------------- the cache
@@ -344,8 +438,112 @@ def test_cache_survives_a_cut_at_any_byte(cut):
         path.write_bytes(_DATA[:cut])
         cache = TraceCache(path)
         ends = itertools.accumulate(len(line.encode()) for line in _LINES)
-        complete = [key for key, end in zip("abcd", ends, strict=True) if end <= cut]  # lines wholly on disk
+        # A record is complete once its closing brace is on disk, with or without its newline.
+        complete = [key for key, end in zip("abcd", ends, strict=True) if end - 1 <= cut]
         assert [r["key"] for r in cache.records()] == complete
         cache.append({"key": "z", "status": "ok", "thinking": ""})
         cache.close()
-        assert [json.loads(line)["key"] for line in path.read_text().splitlines()][-1] == "z"
+        assert [json.loads(line)["key"] for line in path.read_text().splitlines()] == [*complete, "z"]
+
+
+def test_a_complete_last_record_without_its_newline_is_kept(tmp_path):
+    path = tmp_path / "cache.jsonl"
+    path.write_text('{"key": "a", "status": "ok", "thinking": "t"}')  # killed between the record and its newline
+    cache = TraceCache(path)
+    assert [r["key"] for r in cache.records()] == ["a"] and cache.dropped_tail == 0
+    cache.append({"key": "b", "status": "ok", "thinking": "t"})
+    cache.close()
+    assert [json.loads(line)["key"] for line in path.read_text().splitlines()] == ["a", "b"]
+
+
+_OK = '{"key": "a", "status": "ok", "thinking": "t"}\n'
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        pytest.param(_OK + "garbage\n" + _OK, "line 2 is not valid JSON", id="damage-before-the-end"),
+        pytest.param(
+            _OK + '{"key": "b"\n' + '{"key": "c", "sta', "line 2 is not valid JSON", id="damage-and-torn-tail"
+        ),
+        pytest.param('{"status": "ok", "thinking": "t"}\n' + _OK, "line 1: no 'key' text", id="no-key"),
+        pytest.param(
+            _OK + '{"key": "b", "status": "ok"}', "line 2: an 'ok' record without its 'thinking'", id="no-text"
+        ),
+        pytest.param(_OK + '{"key": 3, "status": "ok", "thinking": "t"}\n', "line 2: no 'key' text", id="key-number"),
+        pytest.param('{"key": "a", "status": "rejected"}\n', "line 1: reason must be one of", id="no-reason"),
+        pytest.param(
+            _OK[:-2] + ', "prompt_tokens": true}\n', "line 1: prompt_tokens must be a whole number", id="bool"
+        ),
+        pytest.param(_OK[:-2] + ', "cost": "0.1"}\n', "line 1: cost must be null or a number >= 0", id="cost-text"),
+        pytest.param(_OK[:-2] + ', "cost": Infinity}\n', "line 1 is not valid JSON", id="cost-infinite"),
+    ],
+)
+def test_a_damaged_cache_is_reported_and_left_as_it_is(tmp_path, content, message):
+    path = tmp_path / "cache.jsonl"
+    path.write_text(content)
+    with pytest.raises(CacheError, match=re.escape(f"{path}: {message}")):
+        TraceCache(path)
+    assert path.read_text() == content
+
+
+def test_a_read_only_cache_changes_nothing(tmp_path):
+    path = tmp_path / "cache.jsonl"
+    assert len(TraceCache(path, readonly=True)) == 0 and not path.exists()
+    path.write_text(_OK + '{"key": "b", "st')
+    cache = TraceCache(path, readonly=True)
+    assert [r["key"] for r in cache.records()] == ["a"] and path.read_text() == _OK + '{"key": "b", "st'
+    with pytest.raises(RuntimeError, match="read-only"):
+        cache.append({"key": "c", "status": "ok", "thinking": "t"})
+
+
+def test_record_problem_takes_no_nan_cost():
+    assert record_problem({"key": "a", "status": "ok", "thinking": "t", "cost": float("nan")}).startswith("cost must")
+    assert (
+        record_problem({"key": "a", "status": "rejected", "reason": "leak", "cost": None, "prompt_tokens": 0}) is None
+    )
+
+
+@pytest.mark.parametrize(
+    ("schema", "problem"),
+    [
+        pytest.param(row_schema("embed"), None, id="embedded-images"),
+        pytest.param(row_schema("path"), None, id="image-paths"),
+        pytest.param(
+            pa.schema(
+                [
+                    ("prompt", pa.large_list(pa.struct([("role", pa.large_string()), ("content", pa.large_string())]))),
+                    ("images", pa.list_(pa.struct([("bytes", pa.large_binary())]))),
+                    ("reward_model", pa.struct([("ground_truth", pa.large_string())])),
+                ]
+            ),
+            None,
+            id="large-types-no-extra-info",
+        ),
+        pytest.param(pa.schema([("prompt", pa.string())]), "missing column(s) images, reward_model", id="columns"),
+        pytest.param(
+            _replace(row_schema("embed"), "prompt", pa.list_(pa.struct([("role", pa.string())]))),
+            "column prompt is list<item: struct<role: string>>, not a list of {role, content} text messages",
+            id="prompt-without-content",
+        ),
+        pytest.param(
+            _replace(row_schema("embed"), "images", pa.list_(pa.struct([("bytes", pa.string())]))),
+            "column images is list<item: struct<bytes: string>>",
+            id="image-bytes-as-text",
+        ),
+        pytest.param(
+            _replace(row_schema("embed"), "reward_model", pa.struct([("ground_truth", pa.int64())])),
+            "column reward_model is struct<ground_truth: int64>, not a struct with the ground_truth text",
+            id="ground-truth-number",
+        ),
+        pytest.param(
+            _replace(row_schema("embed"), "extra_info", pa.string()), "column extra_info is string", id="extra-text"
+        ),
+        pytest.param(
+            _replace(row_schema("embed"), "data_source", pa.int32()), "column data_source is int32", id="source-int"
+        ),
+    ],
+)
+def test_schema_problem(schema, problem):
+    found = schema_problem(schema)
+    assert found == problem if problem is None else found.startswith(problem), found

@@ -1,15 +1,28 @@
-"""Teacher requests: retry delays (backoff, jitter, Retry-After) and image token estimates."""
+"""Teacher requests: retry delays (backoff, jitter, Retry-After), image token estimates, the row checks and the
+teacher prompt template."""
 
 from __future__ import annotations
 
+import copy
 import random
+import re
 import time
+from types import SimpleNamespace
 
 import httpx
 import openai
 import pytest
 
-from verl_hoi.teacher import estimate_image_tokens, retry_delay
+from verl_hoi.teacher import (
+    ItemFailed,
+    TeacherClient,
+    check_row,
+    check_template,
+    estimate_image_tokens,
+    load_teacher_prompt,
+    render_teacher_prompt,
+    retry_delay,
+)
 
 
 def _error(status: int, headers: dict) -> openai.APIStatusError:
@@ -56,3 +69,178 @@ def test_retry_delay_http_date():
 )
 def test_estimate_image_tokens(size, model, detail, tokens):
     assert estimate_image_tokens(size, model, detail) == tokens
+
+
+def test_retry_delay_never_overflows():
+    # 2 ** 2000 seconds would not fit a float: the backoff is capped before it is computed.
+    assert retry_delay(_error(503, {}), 2000, rng=_Half()) == pytest.approx(45.0)
+
+
+_ANSWER = '[{"human": [0, 0, 5, 9], "object": [1, 1, 4, 4], "object class": "cup", "verb class": ["hold"]}]'
+_ROW = {
+    "prompt": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "<image>Find them."}],
+    "images": [{"bytes": b"jpeg", "min_pixels": 3136, "max_pixels": 50176}],
+    "reward_model": {"style": "rule", "ground_truth": _ANSWER},
+    "extra_info": {"file_name": "a.jpg", "image_size": [640, 427], "model_size": [252, 168], "frame": "resized"},
+}
+
+
+def set_field(row: dict, path: str, value: object) -> None:
+    """Set a dotted field of a row in place (``"extra_info.frame"``, ``"images.0.bytes"``)."""
+    *parents, last = path.split(".")
+    target = row
+    for part in parents:
+        target = target[int(part)] if isinstance(target, list) else target[part]
+    target[int(last) if isinstance(target, list) else last] = value
+
+
+def _with(path: str, value: object) -> dict:
+    row = copy.deepcopy(_ROW)
+    set_field(row, path, value)
+    return row
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        (_ROW, None),  # the converter's row
+        (_with("extra_info", None), None),  # extra_info is optional
+        (_with("images.0", {"image": "images/a.jpg"}), None),  # path mode, no pixel budget
+        (_with("reward_model.ground_truth", "[]"), None),  # an image without pairs
+        ([("prompt", [])], "a row must map column names to values, got list"),  # not a row at all
+        (_with("prompt", "<image>Find them."), "prompt must be a non-empty list of chat messages, got str"),
+        (_with("prompt.1.content", 7), "prompt[1] must be a message with text content, got dict"),  # no coercion
+        (_with("prompt.1.role", None), "prompt[1].role must be one of system, user, assistant, got None"),
+        (_with("prompt.1.role", "assistant"), "prompt has no user message"),
+        (_with("images.0", {"image": ""}), "images[0] has neither bytes nor an image path"),
+        (_with("images.0", "a.jpg"), "images[0] must be an entry with bytes or an image path, got str"),
+        (_with("images.0.bytes", "jpeg"), "images[0].bytes must be the image file's bytes, got str"),
+        (_with("images.0.max_pixels", True), "images[0].max_pixels must be a whole number > 0, got True"),  # bool
+        (_with("images.0.min_pixels", 0), "images[0].min_pixels must be a whole number > 0, got 0"),
+        (_with("prompt.1.content", "<image><image>Two?"), "the prompt has 2 <image> for 1 image(s)"),
+        (_with("reward_model", None), "reward_model.ground_truth must be the answer JSON text, got nothing"),
+        (_with("reward_model.ground_truth", 5), "reward_model.ground_truth must be the answer JSON text, got int"),
+        (_with("reward_model.ground_truth", "```json\n[]\n```"), "reward_model.ground_truth is not a valid answer: "),
+        (
+            _with("reward_model.ground_truth", _ANSWER.replace('"hold"', '"ride"')),
+            "item 0: 'ride' is not a verb of 'cup'",
+        ),
+        (_with("extra_info", "a.jpg"), "extra_info must be a struct, got str"),
+        (_with("extra_info.model_size", None), "extra_info.model_size must be [width, height]"),  # resized needs it
+        (_with("extra_info.model_size", [252, True]), "extra_info.model_size must be [width, height]"),  # bool
+        (_with("extra_info.image_size", [640.0, 427]), "extra_info.image_size must be [width, height]"),  # float
+        (_with("extra_info.image_size", [640, 427, 3]), "extra_info.image_size must be [width, height]"),
+        (_with("extra_info.file_name", 1), "extra_info.file_name must be text, got int"),
+    ],
+    ids=[
+        "converter-row",
+        "no-extra-info",
+        "path-mode",
+        "no-pairs",
+        "not-a-mapping",
+        "prompt-is-text",
+        "content-not-text",
+        "role-null",
+        "no-user-message",
+        "image-path-empty",
+        "image-entry-is-text",
+        "image-bytes-is-text",
+        "max-pixels-bool",
+        "min-pixels-zero",
+        "two-placeholders-one-image",
+        "reward-model-null",
+        "ground-truth-int",
+        "ground-truth-fenced",
+        "verb-not-of-object",
+        "extra-info-text",
+        "resized-without-model-size",
+        "model-size-bool",
+        "image-size-float",
+        "image-size-three-numbers",
+        "file-name-int",
+    ],
+)
+def test_check_row(row, message):
+    if message is None:
+        check_row(row)
+    else:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            check_row(row)
+
+
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        ("{task} then {answer}", None),
+        ("{answer}\n{task}\n{task}", None),  # order and repeats are free
+        ('{task} {answer} as {{"human": [x1, y1, x2, y2]}}', None),  # doubled braces are literal
+        ("{task}", "lacks the placeholder(s) {answer}"),
+        ("", "lacks the placeholder(s) {task} and {answer}"),
+        ("{task} {answer} {Task}", "line 1: unknown placeholder or stray brace at '{Task}'"),  # names are exact
+        ("{task}\n{ answer }", "line 2: unknown placeholder or stray brace at '{ answer }'"),
+        ("{task} {answer}\n\nclose }", "line 3: unknown placeholder or stray brace at '}'"),
+        ("{task} {answer} {task!r}", "line 1: unknown placeholder or stray brace at '{task!r}'"),
+    ],
+    ids=[
+        "both",
+        "repeated",
+        "doubled-braces",
+        "no-answer",
+        "empty",
+        "wrong-case",
+        "spaces-inside",
+        "lone-closing",
+        "conversion",
+    ],
+)
+def test_check_template(template, message):
+    if message is None:
+        check_template(template)
+    else:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            check_template(template)
+
+
+def test_render_teacher_prompt_undoubles_braces_and_leaves_values_alone():
+    rendered = render_teacher_prompt('Task: {task}\nAnswer: {answer}\nFormat: {{"a": 1}}', "find {{x}}", '[{"b": 2}]')
+    assert rendered == 'Task: find {{x}}\nAnswer: [{"b": 2}]\nFormat: {"a": 1}'
+
+
+def test_load_teacher_prompt_names_the_file(tmp_path):
+    path = tmp_path / "p.txt"
+    path.write_bytes(b"{task} \xff {answer}")
+    with pytest.raises(ValueError, match=re.escape(f"{path}: not UTF-8 text (byte 7)")):
+        load_teacher_prompt(path)
+    path.write_text("{task}\n{answer}\n{image}\n")
+    with pytest.raises(ValueError, match=re.escape(f"{path}: line 3: unknown placeholder")):
+        load_teacher_prompt(path)
+    assert "{task}" in load_teacher_prompt()  # the packaged template passes
+
+
+class _Completions:
+    """A client whose chat completions return ``reply`` (the SDK object's shape, values as a server sent them)."""
+
+    def __init__(self, reply: SimpleNamespace):
+        self.chat = SimpleNamespace(completions=self)
+        self.reply = reply
+
+    async def create(self, **_: object) -> SimpleNamespace:
+        return self.reply
+
+
+def _completion(content: object, usage: SimpleNamespace | None) -> SimpleNamespace:
+    choice = SimpleNamespace(message=SimpleNamespace(content=content), finish_reason="stop")
+    return SimpleNamespace(choices=[choice], usage=usage)
+
+
+async def test_token_counts_that_are_not_counts_are_not_recorded():
+    usage = SimpleNamespace(prompt_tokens=1000.5, completion_tokens=True)
+    reply = await TeacherClient(_Completions(_completion("Two people.", usage)), "m").complete([])
+    assert (reply.text, reply.prompt_tokens, reply.completion_tokens) == ("Two people.", 0, 0)
+    reply = await TeacherClient(_Completions(_completion(None, None)), "m").complete([])
+    assert (reply.text, reply.prompt_tokens, reply.completion_tokens) == ("", 0, 0)
+
+
+async def test_a_reply_whose_content_is_not_text_fails_the_item():
+    with pytest.raises(ItemFailed, match="the reply's content is a list, not text"):
+        await TeacherClient(_Completions(_completion([{"type": "text"}], None)), "m").complete([])

@@ -10,12 +10,17 @@ Paid calls are never lost or repeated:
 - every finished request (accepted or rejected trace) is appended to ``OUT/cache.jsonl`` and
   fsync'd before the next one is recorded; the cache key is the SHA-256 of (image bytes, full
   teacher prompt, model), so a run killed at any moment resumes where it stopped. A torn last
-  line (a kill in the middle of a write) is dropped on the next start;
+  line (a kill in the middle of a write) is dropped on the next start; any other damage, or a
+  record without its fields, stops the run with :class:`CacheError` and the file is left as it is;
 - failed requests are retried by the :class:`~verl_hoi.teacher.TeacherClient` (backoff, jitter,
   ``Retry-After``);
 - ``max_cost`` reserves the worst-case cost of every request before sending it and stops
   sending once the next one could exceed the budget; requests in flight still finish and are
-  recorded.
+  recorded;
+- a row that cannot be used (:func:`~verl_hoi.teacher.check_row`, an image that does not decode)
+  stops the run with :class:`RowError` once the requests in flight are recorded. Rows are counted
+  from 0, as pyarrow and pandas index them;
+- a dry run writes nothing: no folder, no lock, no cache.
 
 The command-line entry point is ``data_prep/distill_thinking.py``.
 """
@@ -27,6 +32,7 @@ import contextlib
 import fcntl
 import functools
 import json
+import math
 import os
 import time
 from collections import Counter
@@ -35,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from verl_hoi.jsonl import iter_jsonl, repair_torn_tail
 from verl_hoi.teacher import (
     FatalTeacherError,
     ItemFailed,
@@ -42,6 +49,7 @@ from verl_hoi.teacher import (
     TeacherClient,
     TeacherItem,
     TeacherReply,
+    check_row,
     item_key,
     load_teacher_prompt,
     prepare_item,
@@ -49,52 +57,171 @@ from verl_hoi.teacher import (
 from verl_hoi.traces import REJECT_REASONS, check_trace, clean_trace
 
 __all__ = [
+    "CACHE_NAME",
+    "LOCK_NAME",
+    "OUTPUT_NAMES",
+    "SFT_NAME",
+    "SUMMARY_NAME",
+    "CacheError",
     "DistillStats",
     "FolderBusyError",
+    "RowError",
     "TraceCache",
     "cache_totals",
     "distill",
+    "record_problem",
+    "schema_problem",
     "sft_rows",
 ]
 
 CACHE_NAME = "cache.jsonl"
+SFT_NAME = "sft.parquet"
 SUMMARY_NAME = "summary.json"
+LOCK_NAME = ".lock"
+OUTPUT_NAMES = (SFT_NAME, CACHE_NAME, SUMMARY_NAME, LOCK_NAME)
+"""Every file a run writes in its output folder."""
 # Output tokens assumed per trace for the dry-run estimate (the prompt asks for under 250 words).
 EXPECTED_OUTPUT_TOKENS = 400
+
+
+class CacheError(ValueError):
+    """The cache file is damaged before its last line, or holds a record without its fields."""
+
+
+class RowError(ValueError):
+    """An input row that cannot be used: ``row N (file name): what is wrong``, ``N`` counted from 0."""
+
+    def __init__(self, index: int, row: Mapping[str, Any], problem: object):
+        extra = row.get("extra_info") if isinstance(row, Mapping) else None
+        name = extra.get("file_name") if isinstance(extra, Mapping) else None
+        super().__init__(f"row {index}{f' ({name})' if type(name) is str and name else ''}: {problem}")
+
+
+def _is_count(value: object) -> bool:
+    return type(value) is int and value >= 0
+
+
+def record_problem(record: Mapping[str, Any]) -> str | None:
+    """What is wrong with a cache record, or None when :class:`TraceCache` can use it.
+
+    ``key`` text; ``status`` ``"ok"`` with the ``thinking`` text, or ``"rejected"`` with a
+    ``reason`` of :data:`~verl_hoi.traces.REJECT_REASONS`; ``prompt_tokens`` and
+    ``completion_tokens`` (when present) whole numbers >= 0, ``cost`` (when present) null or a
+    finite number >= 0.
+
+    >>> record_problem({"key": "a", "status": "ok", "thinking": "One person."}) is None
+    True
+    >>> record_problem({"key": "a", "status": "rejected", "reason": "bored"})
+    "reason must be one of empty, refusal, too_long, leak, tags, got 'bored'"
+    """
+    if type(record.get("key")) is not str or not record["key"]:
+        return "no 'key' text"
+    status = record.get("status")
+    if status == "ok":
+        if type(record.get("thinking")) is not str:
+            return "an 'ok' record without its 'thinking' text"
+    elif status == "rejected":
+        if record.get("reason") not in REJECT_REASONS:
+            return f"reason must be one of {', '.join(REJECT_REASONS)}, got {repr(record.get('reason'))[:40]}"
+    else:
+        return f"status must be 'ok' or 'rejected', got {repr(status)[:40]}"
+    for name in ("prompt_tokens", "completion_tokens"):
+        if name in record and not _is_count(record[name]):
+            return f"{name} must be a whole number >= 0, got {repr(record[name])[:40]}"
+    cost = record.get("cost")
+    if cost is not None and not (type(cost) in (int, float) and math.isfinite(cost) and cost >= 0):
+        return f"cost must be null or a number >= 0, got {repr(cost)[:40]}"
+    return None
+
+
+def _text_type(value: Any) -> bool:
+    import pyarrow.types as pat
+
+    return value is not None and (pat.is_string(value) or pat.is_large_string(value))
+
+
+def _struct_field(struct: Any, name: str) -> Any:
+    """The type of ``struct``'s field ``name``, or None (also when ``struct`` is not a struct)."""
+    import pyarrow.types as pat
+
+    if struct is None or not pat.is_struct(struct) or struct.get_field_index(name) < 0:
+        return None
+    return struct.field(struct.get_field_index(name)).type
+
+
+def _list_of_structs(value: Any) -> Any:
+    """The element type of a list of structs, or None."""
+    import pyarrow.types as pat
+
+    if (pat.is_list(value) or pat.is_large_list(value)) and pat.is_struct(value.value_type):
+        return value.value_type
+    return None
+
+
+def schema_problem(schema: Any) -> str | None:
+    """What keeps a parquet schema from being an RL parquet (``data_prep/hicodet_to_parquet.py``) that
+    distillation reads and turns into SFT rows, or None.
+
+    ``prompt``: a list of ``{role, content}`` text structs; ``images``: a list of structs with
+    ``bytes`` (binary) or ``image`` (a path, text); ``reward_model``: a struct with the
+    ``ground_truth`` text; ``extra_info`` (optional): a struct; ``data_source`` (optional): text.
+    """
+    import pyarrow.types as pat
+
+    missing = {"prompt", "images", "reward_model"} - set(schema.names)
+    if missing:
+        return f"missing column(s) {', '.join(sorted(missing))}; is it an RL parquet?"
+    prompt = _list_of_structs(schema.field("prompt").type)
+    if not (_text_type(_struct_field(prompt, "role")) and _text_type(_struct_field(prompt, "content"))):
+        return f"column prompt is {schema.field('prompt').type}, not a list of {{role, content}} text messages"
+    image = _list_of_structs(schema.field("images").type)
+    data, path = _struct_field(image, "bytes"), _struct_field(image, "image")
+    if not ((data is not None and (pat.is_binary(data) or pat.is_large_binary(data))) or _text_type(path)):
+        return f"column images is {schema.field('images').type}, not a list of {{bytes}} or {{image}} (path) entries"
+    if not _text_type(_struct_field(schema.field("reward_model").type, "ground_truth")):
+        return f"column reward_model is {schema.field('reward_model').type}, not a struct with the ground_truth text"
+    if "extra_info" in schema.names and not pat.is_struct(schema.field("extra_info").type):
+        return f"column extra_info is {schema.field('extra_info').type}, not a struct"
+    if "data_source" in schema.names and not _text_type(schema.field("data_source").type):
+        return f"column data_source is {schema.field('data_source').type}, not text"
+    return None
 
 
 class TraceCache:
     """Append-only JSONL cache of finished teacher requests, keyed by ``record["key"]``.
 
     Each :meth:`append` writes one line, flushes and fsyncs it, so a record is either fully on
-    disk or absent. Opening repairs a torn last line (truncates the file after the last complete
-    line). When a key appears twice (a rejected trace asked again), the last record wins.
+    disk or absent. Opening checks every line (:func:`record_problem`) before anything is
+    changed, then repairs a torn last line (:func:`verl_hoi.jsonl.repair_torn_tail`: a complete
+    record missing its newline is kept, a cut-off one is removed). When a key appears twice (a
+    rejected trace asked again), the last record wins. With ``readonly`` the file is only read (a
+    torn last line is skipped) and a missing file is an empty cache; the file is created by the
+    first :meth:`append` otherwise.
+
+    Raises:
+        CacheError: a line before the last is not a JSON object, or a record lacks its fields
+            (the message names the file and the line; the file is left as it was).
     """
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, *, readonly: bool = False):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.readonly = readonly
         self._records: dict[str, dict[str, Any]] = {}
+        self._file = None
         self.dropped_tail = 0
-        good = 0
-        if self.path.exists():
-            with open(self.path, "rb") as f:
-                data = f.read()
-            for line in data.splitlines(keepends=True):
-                try:
-                    record = json.loads(line)
-                except ValueError:
-                    break
-                if not line.endswith(b"\n") or not isinstance(record, dict) or "key" not in record:
-                    break
-                self._records[record["key"]] = record
-                good += len(line)
-            self.dropped_tail = len(data) - good
-            if self.dropped_tail:
-                with open(self.path, "r+b") as f:
-                    f.truncate(good)
-                    os.fsync(f.fileno())
-        self._file = open(self.path, "ab")  # noqa: SIM115 (kept open for the cache's lifetime)
+        if not self.path.exists():
+            return
+        try:
+            lines = list(iter_jsonl(self.path, allow_torn_tail=True))
+        except ValueError as error:
+            raise CacheError(str(error)) from None
+        for number, record in lines:
+            problem = record_problem(record)
+            if problem is not None:
+                raise CacheError(f"{self.path}: line {number}: {problem}")
+            self._records[record["key"]] = record
+        if not readonly:
+            self.dropped_tail = repair_torn_tail(self.path)
 
     def get(self, key: str) -> dict[str, Any] | None:
         return self._records.get(key)
@@ -109,14 +236,19 @@ class TraceCache:
         return list(self._records.values())
 
     def append(self, record: Mapping[str, Any]) -> None:
-        line = json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+        if self.readonly:
+            raise RuntimeError(f"{self.path} was opened read-only")
+        if self._file is None:
+            self._file = open(self.path, "ab")  # noqa: SIM115 (kept open for the cache's lifetime)
+        line = json.dumps(record, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode() + b"\n"
         self._file.write(line)
         self._file.flush()
         os.fsync(self._file.fileno())
         self._records[record["key"]] = dict(record)
 
     def close(self) -> None:
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
 
 
 class FolderBusyError(RuntimeError):
@@ -185,7 +317,8 @@ async def distill(
 
     Args:
         rows: RL parquet rows (see :mod:`verl_hoi.sft`), streamed once.
-        out_dir: holds ``cache.jsonl`` (created) and a lock file: one run per folder.
+        out_dir: holds ``cache.jsonl`` and a lock file while the run lasts: one run per folder
+            (created with its parents; a dry run only reads an existing cache).
         model: teacher model name (part of the cache key).
         teacher: the client (its ``max_tokens`` bounds the worst-case cost); with ``dry_run`` it
             sends nothing, and its ``client`` may be None.
@@ -205,8 +338,11 @@ async def distill(
 
     Raises:
         FatalTeacherError: the server refused the credentials or the model, or ``max(10, 2 *
-        concurrency)`` requests in a row failed after their retries (server down); finished
-        items stay cached. FolderBusyError: another run holds ``out_dir``.
+            concurrency)`` requests in a row failed after their retries (server down); finished
+            items stay cached.
+        FolderBusyError: another run holds ``out_dir``.
+        CacheError: the cache file is damaged (it is left as it was).
+        RowError: a row cannot be used; the requests in flight are recorded first.
     """
     if max_cost is not None and price is None:
         raise ValueError("max_cost needs a price: give the model's input and output price")
@@ -214,33 +350,48 @@ async def distill(
         raise ValueError(f"concurrency must be >= 1, got {concurrency}")
     template = template if template is not None else load_teacher_prompt()
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     stats = DistillStats(cost=0.0 if price else None)
     keys: list[str] = []
-    with _folder_lock(out_dir), contextlib.closing(TraceCache(out_dir / CACHE_NAME)) as cache:
-        bar = _progress(total, progress)
+    with contextlib.ExitStack() as stack:
+        if not dry_run:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            stack.enter_context(_folder_lock(out_dir))
+        cache = stack.enter_context(contextlib.closing(TraceCache(out_dir / CACHE_NAME, readonly=dry_run)))
+        bar = stack.enter_context(contextlib.closing(_progress(total, progress)))
         pending = _pending(rows, cache, stats, keys, bar, template, model, retry_rejected)
-        prepare = functools.partial(prepare_item, template=template, model=model, detail=detail)
-        try:
-            if dry_run:
-                for index, row in pending:
-                    stats.est_input_tokens += prepare(index, row).est_input_tokens
-                    stats.est_output_tokens += EXPECTED_OUTPUT_TOKENS
-                    stats.est_max_output_tokens += teacher.max_tokens
-                    bar.update(1)
-            else:
-                run = _Run(cache, stats, teacher, price, max_cost, max_trace_chars, max(10, 2 * concurrency), bar)
-                await run.main(pending, prepare, concurrency)
-        finally:
-            bar.close()
+        prepare = functools.partial(_prepare, template=template, model=model, detail=detail)
+        if dry_run:
+            for index, row in pending:
+                stats.est_input_tokens += prepare(index, row).est_input_tokens
+                stats.est_output_tokens += EXPECTED_OUTPUT_TOKENS
+                stats.est_max_output_tokens += teacher.max_tokens
+                bar.update(1)
+        else:
+            run = _Run(cache, stats, teacher, price, max_cost, max_trace_chars, max(10, 2 * concurrency), bar)
+            await run.main(pending, prepare, concurrency)
     return stats, keys
 
 
+def _prepare(index: int, row: Mapping[str, Any], **kwargs: Any) -> TeacherItem:
+    try:
+        return prepare_item(index, row, **kwargs)
+    except ValueError as error:
+        raise RowError(index, row, error) from None
+
+
 def _pending(rows, cache, stats, keys, bar, template, model, retry_rejected) -> Iterator[tuple[int, Mapping]]:
-    """``(index, row)`` of the rows still to ask for, in order; counts the cached ones into ``stats``."""
+    """``(index, row)`` of the rows still to ask for, in order; counts the cached ones into ``stats``.
+
+    Raises:
+        RowError: a row fails :func:`~verl_hoi.teacher.check_row` or an image file cannot be read.
+    """
     seen: set[str] = set()
     for index, row in enumerate(rows):
-        key = item_key(row, template, model)
+        try:
+            check_row(row)
+            key = item_key(row, template, model)
+        except ValueError as error:
+            raise RowError(index, row, error) from None
         keys.append(key)
         stats.items += 1
         record = cache.get(key)
@@ -407,12 +558,24 @@ def _progress(total: int | None, enabled: bool):
 
 @contextlib.contextmanager
 def _folder_lock(out_dir: Path) -> Iterator[None]:
-    with open(out_dir / ".lock", "w") as f:
+    """Hold ``out_dir/.lock`` (flock) while the block runs; the file is removed when it ends."""
+    path = out_dir / LOCK_NAME
+    while True:
+        f = open(path, "a")  # noqa: SIM115 (closed below, after the unlink)
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            f.close()
             raise FolderBusyError(f"another distillation run is using {out_dir}") from None
         try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+            current = os.stat(path)
+        except FileNotFoundError:
+            current = None
+        if current is not None and os.path.samestat(current, os.fstat(f.fileno())):
+            break
+        f.close()  # the run before removed the file between our open and our lock: take the new one
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+        f.close()

@@ -3,9 +3,13 @@
 - Prices and token estimates: :class:`Price`, :func:`model_price` (built-in table, overridable),
   :func:`estimate_tokens` for text and :func:`estimate_image_tokens` (OpenAI's tile formula).
 - The teacher prompt: a template (``verl_hoi/data/teacher_prompt.txt`` by default; placeholders
-  ``{task}`` and ``{answer}``) filled with an RL row's task prompt and ground-truth answer.
-- :func:`prepare_item` turns one RL row into a :class:`TeacherItem` (chat request, cache key of
-  :func:`item_key`, estimated input tokens).
+  ``{task}`` and ``{answer}``, a literal brace written ``{{`` or ``}}``) filled with an RL row's task
+  prompt and ground-truth answer.
+- :func:`check_row` checks an RL row's fields before anything is read from it; :func:`prepare_item`
+  turns it into a :class:`TeacherItem` (chat request, cache key of :func:`item_key`, estimated
+  input tokens), decoding every image in full: a corrupt, truncated or oversized image (more than
+  :data:`verl_hoi.convert.MAX_IMAGE_PIXELS`, the converter's limit), or one whose size is not
+  ``extra_info.image_size``, is a ``ValueError``, never sent.
 - :class:`TeacherClient` sends it to any OpenAI-compatible chat endpoint: 429, 5xx, timeouts and
   connection errors are retried with exponential backoff and jitter, waiting at least what the
   server's ``Retry-After`` / ``retry-after-ms`` header asks for (:func:`retry_delay`); it raises
@@ -28,6 +32,7 @@ import math
 import random
 import re
 import time
+import warnings
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,12 +40,16 @@ from typing import Any
 
 __all__ = [
     "DEFAULT_TEACHER_PROMPT",
+    "IMAGE_PLACEHOLDER",
+    "ROLES",
     "FatalTeacherError",
     "ItemFailed",
     "Price",
     "TeacherClient",
     "TeacherItem",
     "TeacherReply",
+    "check_row",
+    "check_template",
     "estimate_image_tokens",
     "estimate_tokens",
     "item_key",
@@ -64,7 +73,7 @@ PRICES: dict[str, tuple[float, float]] = {
 # OpenAI's tile formula for image input tokens: base + per_tile * number of 512-px tiles.
 IMAGE_TOKENS: dict[str, tuple[int, int]] = {"gpt-4o-mini": (2833, 5667)}
 DEFAULT_IMAGE_TOKENS = (85, 170)
-_PLACEHOLDER = re.compile(r"\{(task|answer)\}")
+_TOKEN = re.compile(r"\{\{|\}\}|\{(task|answer)\}|[{}]")
 
 
 @dataclass(frozen=True)
@@ -101,26 +110,60 @@ def model_price(model: str, input_price: float | None = None, output_price: floa
 
 
 def load_teacher_prompt(path: str | Path | None = None) -> str:
-    """The teacher prompt template (default: the packaged one); must contain ``{task}`` and ``{answer}``.
+    """The teacher prompt template (default: the packaged one), checked by :func:`check_template`.
 
-    Raises ``FileNotFoundError`` / ``ValueError`` with the path in the message.
+    Raises:
+        OSError: the file cannot be read (missing, a folder, no permission).
+        ValueError: the file is not UTF-8 text or not a valid template (the message starts with the path).
     """
     path = Path(path) if path is not None else DEFAULT_TEACHER_PROMPT
-    template = path.read_text(encoding="utf-8")
-    missing = {"task", "answer"} - set(_PLACEHOLDER.findall(template))
-    if missing:
-        raise ValueError(f"teacher prompt {path} lacks the placeholder(s) {', '.join(sorted(missing))}")
+    data = path.read_bytes()
+    try:
+        template = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: not UTF-8 text (byte {error.start})") from None
+    try:
+        check_template(template)
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
     return template
 
 
-def render_teacher_prompt(template: str, task: str, answer: str) -> str:
-    """Fill ``{task}`` and ``{answer}`` in one pass (other braces, e.g. JSON, are left alone).
+def check_template(template: str) -> None:
+    """Check a teacher prompt template: ``{task}`` and ``{answer}`` present, no other brace unless doubled.
 
-    >>> render_teacher_prompt("T: {task} A: {answer} {x}", "find {answer}", "[]")
+    >>> check_template("Task: {task} Answer: {answer} as {{json}}")
+    >>> check_template("Task: {task}\\nAnswer: {answer} for {image}")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ValueError: line 2: unknown placeholder or stray brace at '{image}'; the placeholders are ...
+
+    Raises:
+        ValueError: a placeholder is missing, or a brace is neither a placeholder's nor doubled (with its line).
+    """
+    found = set()
+    for match in _TOKEN.finditer(template):
+        if match.group(1):
+            found.add(match.group(1))
+        elif len(match.group(0)) == 1:
+            line = template.count("\n", 0, match.start()) + 1
+            at = template[match.start() : match.start() + 20].split("\n")[0]
+            raise ValueError(
+                f"line {line}: unknown placeholder or stray brace at {at!r}; "
+                "the placeholders are {task} and {answer}, and a literal brace is written {{ or }}"
+            )
+    missing = [f"{{{name}}}" for name in ("task", "answer") if name not in found]
+    if missing:
+        raise ValueError(f"lacks the placeholder(s) {' and '.join(missing)}")
+
+
+def render_teacher_prompt(template: str, task: str, answer: str) -> str:
+    """Fill ``{task}`` and ``{answer}`` and undouble ``{{``/``}}`` in one pass (braces in the values stay).
+
+    >>> render_teacher_prompt("T: {task} A: {answer} {{x}}", "find {answer}", "[]")
     'T: find {answer} A: [] {x}'
     """
     values = {"task": task, "answer": answer}
-    return _PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
+    return _TOKEN.sub(lambda m: values[m.group(1)] if m.group(1) else m.group(0)[0], template)
 
 
 def estimate_tokens(text: str) -> int:
@@ -170,43 +213,192 @@ class TeacherItem:
     est_input_tokens: int
 
 
+ROLES = ("system", "user", "assistant")
+"""Roles of the chat messages an RL row's prompt may hold."""
+IMAGE_PLACEHOLDER = "<image>"
+"""Where an image goes in a prompt message; a row has one per entry of ``images``."""
+
+
+def _kind(value: object) -> str:
+    if value is None:
+        return "nothing"
+    return "an empty list" if isinstance(value, list) and not value else type(value).__name__
+
+
+def _check_size(name: str, value: object) -> None:
+    if not (isinstance(value, (list, tuple)) and len(value) == 2 and all(type(v) is int and v > 0 for v in value)):
+        raise ValueError(f"{name} must be [width, height] in whole pixels > 0, got {repr(value)[:60]}")
+
+
+def _check_pixel_range(name: str, entry: Mapping[str, Any]) -> None:
+    low, high = entry.get("min_pixels"), entry.get("max_pixels")
+    for key, value in (("min_pixels", low), ("max_pixels", high)):
+        if value is not None and not (type(value) is int and value > 0):
+            raise ValueError(f"{name}.{key} must be a whole number > 0, got {repr(value)[:60]}")
+    if low is not None and high is not None and low > high:
+        raise ValueError(f"{name}.min_pixels {low} is more than its max_pixels {high}")
+
+
+def check_row(row: Mapping[str, Any]) -> None:
+    """Check the fields of an RL parquet row that distillation reads; the images are decoded later, by
+    :func:`prepare_item`. Nothing is coerced: a number where text is expected is an error.
+
+    - ``prompt``: a non-empty list of ``{"role", "content"}`` text messages, roles in :data:`ROLES`, at
+      least one ``user`` message, one ``<image>`` per image;
+    - ``images``: a non-empty list of ``{"bytes": ...}`` or ``{"image": path}`` entries, their optional
+      ``min_pixels <= max_pixels`` whole numbers > 0;
+    - ``reward_model.ground_truth``: answer JSON that :func:`verl_hoi.answer.parse_answer` reads as a
+      strict JSON list with no invalid item;
+    - ``extra_info`` (optional): ``frame`` a registered frame, ``image_size`` and ``model_size``
+      ``[w, h]`` whole pixels > 0 (``model_size`` required in the ``resized`` frame, at most
+      :data:`verl_hoi.convert.MAX_IMAGE_PIXELS`), ``file_name`` text.
+
+    >>> row = {"prompt": [{"role": "user", "content": "<image>Find them."}], "images": [{"bytes": b"jpeg"}],
+    ...        "reward_model": {"ground_truth": '[{"human": [5, 5, 1, 9]}]'}}
+    >>> check_row(row)
+    Traceback (most recent call last):
+    ValueError: reward_model.ground_truth is not a valid answer: item 0: bad or missing 'human' box
+
+    Raises:
+        ValueError: what is wrong, naming the field.
+    """
+    from verl_hoi import frames
+    from verl_hoi.answer import parse_answer
+    from verl_hoi.convert import MAX_IMAGE_PIXELS
+
+    if not isinstance(row, Mapping):
+        raise ValueError(f"a row must map column names to values, got {_kind(row)}")
+    prompt = row.get("prompt")
+    if not isinstance(prompt, list) or not prompt:
+        raise ValueError(f"prompt must be a non-empty list of chat messages, got {_kind(prompt)}")
+    for i, message in enumerate(prompt):
+        if not (isinstance(message, Mapping) and type(message.get("content")) is str):
+            raise ValueError(f"prompt[{i}] must be a message with text content, got {_kind(message)}")
+        if message.get("role") not in ROLES:
+            raise ValueError(
+                f"prompt[{i}].role must be one of {', '.join(ROLES)}, got {repr(message.get('role'))[:40]}"
+            )
+    if not any(message["role"] == "user" for message in prompt):
+        raise ValueError("prompt has no user message")
+    images = row.get("images")
+    if not isinstance(images, list) or not images:
+        raise ValueError(f"images must be a non-empty list of image entries, got {_kind(images)}")
+    for i, image in enumerate(images):
+        if not isinstance(image, Mapping):
+            raise ValueError(f"images[{i}] must be an entry with bytes or an image path, got {_kind(image)}")
+        data, path = image.get("bytes"), image.get("image")
+        if data is None and not (type(path) is str and path):
+            raise ValueError(f"images[{i}] has neither bytes nor an image path")
+        if data is not None and type(data) is not bytes:
+            raise ValueError(f"images[{i}].bytes must be the image file's bytes, got {_kind(data)}")
+        if data is not None and not data:
+            raise ValueError(f"images[{i}].bytes is empty")
+        _check_pixel_range(f"images[{i}]", image)
+    placeholders = sum(message["content"].count(IMAGE_PLACEHOLDER) for message in prompt)
+    if placeholders != len(images):
+        raise ValueError(f"the prompt has {placeholders} {IMAGE_PLACEHOLDER} for {len(images)} image(s)")
+    reward = row.get("reward_model")
+    answer = reward.get("ground_truth") if isinstance(reward, Mapping) else None
+    if type(answer) is not str:
+        raise ValueError(f"reward_model.ground_truth must be the answer JSON text, got {_kind(answer)}")
+    parsed = parse_answer(answer, max_items=max(1, len(answer)))
+    if parsed.errors or not parsed.json_ok:
+        why = parsed.errors[0] if parsed.errors else "not a strict JSON list"
+        raise ValueError(f"reward_model.ground_truth is not a valid answer: {why}")
+    extra = row.get("extra_info")
+    if extra is None:
+        return
+    if not isinstance(extra, Mapping):
+        raise ValueError(f"extra_info must be a struct, got {_kind(extra)}")
+    frame = extra.get("frame")
+    if frame is not None and frame not in frames.FRAMES:
+        raise ValueError(f"extra_info.frame must be one of {', '.join(frames.FRAMES)}, got {repr(frame)[:40]}")
+    for name in ("image_size", "model_size"):
+        if extra.get(name) is not None or (name == "model_size" and frame == "resized"):
+            _check_size(f"extra_info.{name}", extra.get(name))
+    if frame == "resized" and extra["model_size"][0] * extra["model_size"][1] > MAX_IMAGE_PIXELS:
+        raise ValueError(f"extra_info.model_size {extra['model_size']} is over the limit of {MAX_IMAGE_PIXELS} pixels")
+    if extra.get("file_name") is not None and type(extra["file_name"]) is not str:
+        raise ValueError(f"extra_info.file_name must be text, got {_kind(extra['file_name'])}")
+
+
 def _task_text(prompt: Iterable[Mapping[str, Any]]) -> str:
-    parts = [str(m["content"]) for m in prompt if m["role"] != "assistant"]
-    return "\n\n".join(parts).replace("<image>", "").strip()
+    parts = [m["content"] for m in prompt if m["role"] != "assistant"]
+    return "\n\n".join(parts).replace(IMAGE_PLACEHOLDER, "").strip()
 
 
-def _image_bytes(image: Mapping[str, Any]) -> bytes:
-    if image.get("bytes") is not None:
-        return bytes(image["bytes"])
-    if not image.get("image"):
-        raise ValueError(f"image entry has neither bytes nor an image path: keys {sorted(image)}")
-    return Path(image["image"]).read_bytes()
+def _image_files(row: Mapping[str, Any]) -> list[bytes]:
+    """The bytes of each image file of a row checked by :func:`check_row`."""
+    files = []
+    for i, image in enumerate(row["images"]):
+        if image.get("bytes") is not None:
+            files.append(image["bytes"])
+            continue
+        try:
+            files.append(Path(image["image"]).read_bytes())
+        except OSError as error:
+            raise ValueError(f"images[{i}]: cannot read {image['image']}: {error.strerror or error}") from None
+    return files
 
 
-def _teacher_image(data: bytes, target_size: tuple[int, int] | None) -> tuple[str, tuple[int, int]]:
+def _decode(data: bytes, name: str) -> Any:
+    """The image in ``data``, decoded in full (a PIL image), at most ``MAX_IMAGE_PIXELS`` pixels."""
+    from PIL import Image
+
+    from verl_hoi.convert import MAX_IMAGE_PIXELS
+
+    # PIL raises many types on hostile bytes (OSError, SyntaxError, struct.error, ...): each is a
+    # property of the image, reported as such.
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the limit is checked below
+            image = Image.open(io.BytesIO(data))
+        w, h = image.size
+        if w * h <= MAX_IMAGE_PIXELS:
+            image.load()
+    except Image.UnidentifiedImageError:
+        raise ValueError(f"{name}: not an image file (unknown format)") from None
+    except Image.DecompressionBombError:  # PIL's own check, at twice the limit
+        raise ValueError(f"{name}: over the limit of {MAX_IMAGE_PIXELS} pixels") from None
+    except Exception as error:
+        raise ValueError(f"{name}: not a readable image ({error})") from None
+    if w * h > MAX_IMAGE_PIXELS:
+        raise ValueError(f"{name} is {w}x{h}, over the limit of {MAX_IMAGE_PIXELS} pixels")
+    return image
+
+
+def _teacher_image(
+    data: bytes, name: str, image_size: tuple[int, int] | None, target_size: tuple[int, int] | None
+) -> tuple[str, tuple[int, int]]:
     """Data URL of the image the teacher sees (at ``target_size`` when given) and its size."""
     from PIL import Image
 
-    with Image.open(io.BytesIO(data)) as img:
-        if target_size is None or tuple(img.size) == tuple(target_size):
+    with _decode(data, name) as img:
+        if image_size is not None and img.size != image_size:
+            w, h = img.size
+            raise ValueError(f"{name} is {w}x{h} but extra_info.image_size says {image_size[0]}x{image_size[1]}")
+        if target_size is None or img.size == target_size:
             mime = Image.MIME.get(img.format or "", "image/jpeg")
             return f"data:{mime};base64,{base64.b64encode(data).decode()}", img.size
         out = io.BytesIO()
-        img.convert("RGB").resize(tuple(target_size), Image.Resampling.BICUBIC).save(out, "JPEG", quality=95)
-    return f"data:image/jpeg;base64,{base64.b64encode(out.getvalue()).decode()}", tuple(target_size)
+        img.convert("RGB").resize(target_size, Image.Resampling.BICUBIC).save(out, "JPEG", quality=95)
+    return f"data:image/jpeg;base64,{base64.b64encode(out.getvalue()).decode()}", target_size
+
+
+def _key(files: list[bytes], text: str, model: str) -> str:
+    identity = {"images": [hashlib.sha256(data).hexdigest() for data in files], "prompt": text, "model": model}
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
 
 def item_key(row: Mapping[str, Any], template: str, model: str) -> str:
     """Cache key of a row's teacher request: SHA-256 of its image bytes, full teacher prompt and model.
 
     Cheap (no image decoding), so a resumed run finds its cached rows quickly.
+
+    Raises:
+        ValueError: an image file of the row cannot be read.
     """
-    identity = {
-        "images": [hashlib.sha256(_image_bytes(image)).hexdigest() for image in row["images"]],
-        "prompt": _teacher_text(row, template),
-        "model": model,
-    }
-    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+    return _key(_image_files(row), _teacher_text(row, template), model)
 
 
 def _teacher_text(row: Mapping[str, Any], template: str) -> str:
@@ -221,25 +413,31 @@ def prepare_item(
     *,
     detail: str = "auto",
 ) -> TeacherItem:
-    """Build the teacher request for one RL row (key as in :func:`item_key`).
+    """Build the teacher request for one RL row checked by :func:`check_row` (key as in :func:`item_key`).
 
     The teacher sees the image at the row's ``extra_info.model_size`` when the answer is in the
     ``resized`` frame (so its coordinates match what it sees), otherwise the original image.
+
+    Raises:
+        ValueError: an image cannot be read or decoded, has more than
+            :data:`verl_hoi.convert.MAX_IMAGE_PIXELS` pixels, or is not of the row's ``extra_info.image_size``.
     """
     extra = row.get("extra_info") or {}
-    target = tuple(extra["model_size"]) if extra.get("frame") == "resized" and extra.get("model_size") else None
+    target = tuple(extra["model_size"]) if extra.get("frame") == "resized" else None
+    image_size = tuple(extra["image_size"]) if extra.get("image_size") is not None else None
+    files = _image_files(row)
     text = _teacher_text(row, template)
     content: list[dict[str, Any]] = []
     est = estimate_tokens(text)
-    for image in row["images"]:
-        url, size = _teacher_image(_image_bytes(image), target)
+    for i, data in enumerate(files):
+        url, size = _teacher_image(data, f"images[{i}]", image_size, target)
         content.append({"type": "image_url", "image_url": {"url": url, "detail": detail}})
         est += estimate_image_tokens(size, model, detail)
     content.append({"type": "text", "text": text})
     return TeacherItem(
         index=index,
-        key=item_key(row, template, model),
-        file_name=str(extra.get("file_name", "")),
+        key=_key(files, text, model),
+        file_name=extra.get("file_name") or "",
         messages=[{"role": "user", "content": content}],
         est_input_tokens=est,
     )
@@ -271,7 +469,7 @@ def retry_delay(exc: BaseException, attempt: int, *, base: float = 1.0, cap: flo
     but never less than the server's ``retry-after-ms`` / ``Retry-After`` (seconds or HTTP date)
     when the error carries a response; a Retry-After above 10 minutes is capped there.
     """
-    delay = min(cap, base * 2 ** (attempt - 1)) * (0.5 + 0.5 * rng.random())
+    delay = min(cap, base * 2 ** min(attempt - 1, 60)) * (0.5 + 0.5 * rng.random())  # no float overflow
     response = getattr(exc, "response", None)
     headers = getattr(response, "headers", None) or {}
     asked = None
@@ -287,6 +485,29 @@ def retry_delay(exc: BaseException, attempt: int, *, base: float = 1.0, cap: flo
     if asked is not None and math.isfinite(asked):
         delay = max(delay, min(max(asked, 0.0), 600.0))
     return delay
+
+
+def _tokens(usage: Any, name: str) -> int:
+    """A token count of the reply's usage; 0 when the server sent none or something that is not a count."""
+    value = getattr(usage, name, None)
+    return value if type(value) is int and value >= 0 else 0
+
+
+def _reply(response: Any, attempt: int) -> TeacherReply:
+    """The :class:`TeacherReply` of a chat completion; raises :class:`ItemFailed` when it holds no text."""
+    if not response.choices:
+        raise ItemFailed("no choices in the response")
+    choice = response.choices[0]
+    text = choice.message.content
+    if text is not None and type(text) is not str:
+        raise ItemFailed(f"the reply's content is a {type(text).__name__}, not text")
+    return TeacherReply(
+        text=text or "",
+        finish_reason=choice.finish_reason if type(choice.finish_reason) is str else None,
+        prompt_tokens=_tokens(response.usage, "prompt_tokens"),
+        completion_tokens=_tokens(response.usage, "completion_tokens"),
+        attempts=attempt,
+    )
 
 
 class TeacherClient:
@@ -346,17 +567,7 @@ class TeacherClient:
             except openai.APIError as exc:  # e.g. a reply that is not a chat completion
                 raise ItemFailed(type(exc).__name__) from None
             else:
-                if not response.choices:
-                    raise ItemFailed("no choices in the response")
-                choice = response.choices[0]
-                usage = response.usage
-                return TeacherReply(
-                    text=choice.message.content or "",
-                    finish_reason=choice.finish_reason,
-                    prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
-                    completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
-                    attempts=attempt,
-                )
+                return _reply(response, attempt)
             if attempt > self.max_retries:
                 break
             self.retries += 1
