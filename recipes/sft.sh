@@ -5,7 +5,10 @@
 #   NGPUS=4 LR=2e-5 bash recipes/sft.sh trainer.logger='[console,wandb]'   # env vars and Hydra overrides
 #   PRINT_CONFIG=1 bash recipes/sft.sh                    # print the composed config, train nothing (CPU is enough)
 #
-# Input: OUT/sft.parquet from data_prep/distill_thinking.py (verl MultiTurnSFTDataset rows).
+# Input: OUT/sft.parquet from data_prep/distill_thinking.py (verl MultiTurnSFTDataset rows), read by verl-hoi's
+# HOISFTDataset, which checks every row before training: its image decodes at the row's image_size, and the row's
+# pixel budget and the processor's give the image the model_size its boxes assume. A bad row stops the run with a
+# message naming the file and the row; `+data.hoi.on_bad_row=skip` drops such rows instead and reports their number.
 # Output: checkpoints in CKPT_DIR, including a Hugging Face model (checkpoint hf_model) to start GRPO from.
 # Extra arguments are Hydra overrides of verl's sft_trainer_engine.yaml and win over everything here.
 set -euo pipefail
@@ -48,6 +51,8 @@ OVERRIDES=(
     data.max_token_len_per_gpu="$MAX_TOKEN_LEN_PER_GPU"
     data.pad_mode=no_padding
     data.truncation=error
+    data.custom_cls.path=pkg://verl_hoi.verl_plugin.dataset
+    data.custom_cls.name=HOISFTDataset
     model.path="$MODEL_PATH"
     model.enable_gradient_checkpointing=True
     model.use_remove_padding=True

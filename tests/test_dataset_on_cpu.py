@@ -1,6 +1,9 @@
-"""HOIDataset through verl's real RLHFDataset code and the tiny Qwen2.5-VL processor."""
+"""HOIDataset through verl's real RLHFDataset code and the tiny Qwen2.5-VL processor; the row check
+(``check_row``) it shares with HOISFTDataset and ``verl_hoi.predict``."""
 
+import io
 import json
+import logging
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -15,7 +18,7 @@ from verl_hoi.convert import ConvertOptions, iter_rows, row_schema, write_parque
 from verl_hoi.frames import frame_extent
 from verl_hoi.hicodet import load_annotations
 from verl_hoi.prompts import build_messages
-from verl_hoi.verl_plugin.dataset import HOIDataset, processor_pixels
+from verl_hoi.verl_plugin.dataset import HOIDataset, check_row, processor_pixels
 
 TINY_MIN_PIXELS = 4 * 28 * 28
 TINY_MAX_PIXELS = 64 * 28 * 28
@@ -140,7 +143,7 @@ def test_rows_for_another_pixel_budget_fail_loudly(tmp_path, sample_annotations,
     # default Qwen2.5-VL budget (up to 1280 blocks): the tiny processor (64 blocks) would shrink the images
     path = _convert(tmp_path, sample_annotations, sample_images, max_pixels=1280 * 28 * 28)
     with pytest.raises(
-        ValueError, match=r"HICO_test2015_00000001.jpg: the processor \(min_pixels=3136, max_pixels=50176\)"
+        ValueError, match=r"row 0 \(HICO_test2015_00000001.jpg\): the processor \(min_pixels=3136, max_pixels=50176\)"
     ):
         _dataset(path, tokenizer, processor)
     # ... unless the processor is told the rows' budget
@@ -165,8 +168,13 @@ def test_tampered_model_size_fails(tmp_path, sample_annotations, sample_images, 
     def edit(rows):
         rows[3]["extra_info"]["model_size"] = [224, 168]
 
-    with pytest.raises(ValueError, match=r"HICO_test2015_00000004.jpg: model_size \[224, 168\] is not .* \[252, 168\]"):
-        _dataset(_rewrite(path, edit), tokenizer, processor)
+    edited = _rewrite(path, edit)
+    with pytest.raises(ValueError) as error:
+        _dataset(edited, tokenizer, processor)
+    assert str(error.value) == (
+        f"{edited}: row 3 (HICO_test2015_00000004.jpg): model_size [224, 168] is not the smart resize [252, 168] of "
+        "image_size [640, 427] with min_pixels=3136, max_pixels=50176 (data.hoi.on_bad_row=skip drops such rows)"
+    )
 
 
 def test_image_entry_with_other_budget_fails(tmp_path, sample_annotations, sample_images, tokenizer, processor):
@@ -176,19 +184,184 @@ def test_image_entry_with_other_budget_fails(tmp_path, sample_annotations, sampl
         rows[5]["images"][0]["max_pixels"] = 1280 * 28 * 28
 
     # found when the files are read, before verl's length filter could drop the row quietly
-    with pytest.raises(ValueError, match="00000019.jpg: image entry has max_pixels=1003520 but the row's boxes were"):
+    with pytest.raises(
+        ValueError, match=r"row 5 \(HICO_test2015_00000019.jpg\): image entry has max_pixels=1003520 but the row's"
+    ):
         _dataset(_rewrite(path, edit), tokenizer, processor)
 
 
-def test_image_of_other_size_fails(tmp_path, sample_annotations, sample_images, tokenizer, processor):
+# verl's length filter on (the recipe's setting), in this process: it catches and prints any error of a row
+# and drops the row, which is why the rows are checked before it runs.
+FILTER = {"filter_overlong_prompts": True, "filter_overlong_prompts_workers": None}
+
+
+def _swap_first_image(rows):  # image 116 (row 6) is 465x640, image 1 (row 0) 640x427
+    rows[0]["images"][0]["bytes"] = rows[6]["images"][0]["bytes"]
+
+
+def _truncate_third_image(rows):
+    rows[2]["images"][0]["bytes"] = rows[2]["images"][0]["bytes"][:-200]
+
+
+def _drop_placeholder(rows):
+    rows[4]["prompt"][0]["content"] = rows[4]["prompt"][0]["content"].replace("<image>", "")
+
+
+BAD_ROWS = [
+    # (edit, bad row, message)
+    (_swap_first_image, 0, "row 0 (HICO_test2015_00000001.jpg): the image is 465x640 but extra_info.image_size is"),
+    (_truncate_third_image, 2, "row 2 (HICO_test2015_00000003.jpg): the embedded image cannot be decoded (OSError"),
+    (_drop_placeholder, 4, "row 4 (HICO_test2015_00000008.jpg): the prompt has 0 <image> placeholder(s) for 1 image"),
+]
+
+
+@pytest.mark.parametrize(("edit", "bad", "message"), BAD_ROWS, ids=["other size", "truncated", "no placeholder"])
+@pytest.mark.parametrize("config", [{}, FILTER], ids=["no filter", "length filter"])
+def test_bad_row_stops_the_run(
+    tmp_path, sample_annotations, sample_images, tokenizer, processor, edit, bad, message, config
+):
+    edited = _rewrite(_convert(tmp_path, sample_annotations, sample_images), edit)
+    with pytest.raises(ValueError) as error:
+        _dataset(edited, tokenizer, processor, **config)
+    assert str(error.value).startswith(f"{edited}: {message}")
+    assert str(error.value).endswith("(data.hoi.on_bad_row=skip drops such rows)")
+
+
+@pytest.mark.parametrize(("edit", "bad", "message"), BAD_ROWS, ids=["other size", "truncated", "no placeholder"])
+def test_bad_row_skipped_on_request(
+    tmp_path, caplog, sample_annotations, sample_images, tokenizer, processor, edit, bad, message
+):
+    path = _convert(tmp_path, sample_annotations, sample_images)
+    names = [extra["file_name"] for extra in pq.read_table(path).column("extra_info").to_pylist()]
+    edited = _rewrite(path, edit)
+    with caplog.at_level(logging.WARNING, logger="verl_hoi.verl_plugin.dataset"):
+        dataset = _dataset(edited, tokenizer, processor, hoi={"on_bad_row": "skip"}, **FILTER)
+    assert [dataset[i]["extra_info"]["file_name"] for i in range(len(dataset))] == names[:bad] + names[bad + 1 :]
+    (record,) = caplog.records  # reported once
+    assert record.getMessage().startswith(f"data.hoi.on_bad_row=skip: dropped 1 of 8 rows of {edited}; the first: ")
+    assert message in record.getMessage()
+
+
+def test_image_path_of_other_size_fails(tmp_path, sample_annotations, sample_images, tokenizer, processor):
     path = _convert(tmp_path, sample_annotations, sample_images, image_mode="path")
 
     def edit(rows):  # image 116 is 465x640
         rows[0]["images"][0]["image"] = rows[6]["images"][0]["image"]
 
-    dataset = _dataset(_rewrite(path, edit), tokenizer, processor)
-    with pytest.raises(ValueError, match=r"the image is 465x640 but extra_info image_size is \[640, 427\]"):
-        dataset[0]
+    with pytest.raises(ValueError, match=r"row 0 \(HICO_test2015_00000001.jpg\): the image is 465x640 but extra_info"):
+        _dataset(_rewrite(path, edit), tokenizer, processor, **FILTER)
+
+
+def test_every_row_bad_stops_even_when_skipping(tmp_path, sample_annotations, sample_images, tokenizer, processor):
+    path = _convert(tmp_path, sample_annotations, sample_images, max_pixels=1280 * 28 * 28)
+    with pytest.raises(
+        ValueError, match=r"every row is bad \(8\); the first: .*: row 0 \(HICO_test2015_00000001.jpg\)"
+    ):
+        _dataset(path, tokenizer, processor, hoi={"on_bad_row": "skip"})
+
+
+def test_only_the_selected_rows_are_checked(tmp_path, sample_annotations, sample_images, tokenizer, processor):
+    edited = _rewrite(_convert(tmp_path, sample_annotations, sample_images), _drop_placeholder)  # row 4
+    config = _config(shuffle=False)  # data.train_max_samples then takes the first rows
+    dataset = HOIDataset(
+        data_files=[str(edited)], tokenizer=tokenizer, config=config, processor=processor, max_samples=4
+    )
+    assert len(dataset) == 4
+
+
+def test_unknown_on_bad_row_fails_before_reading(tmp_path, tokenizer, processor):
+    with pytest.raises(ValueError, match="data.hoi.on_bad_row must be one of error, skip, got 'drop'"):
+        _dataset(tmp_path / "none.parquet", tokenizer, processor, hoi={"on_bad_row": "drop"})
+
+
+def _jpeg(size: tuple[int, int]) -> bytes:
+    buffer = io.BytesIO()
+    __import__("PIL.Image").Image.new("RGB", size).save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+GOOD_EXTRA = {
+    "file_name": "a.jpg",
+    "image_size": [640, 427],
+    "model_size": [252, 168],
+    "frame": "resized",
+    "min_pixels": 3136,
+    "max_pixels": 50176,
+    "split": "test",
+    "index": 0,
+    "prompt": "hoi_r1",
+}
+CHECK_CASES = [
+    # (extra_info changes, image entry changes, message)
+    (
+        {"image_size": ["640", 427]},
+        {},
+        "extra_info.image_size must be [width, height] in positive integers, got ['640', 427]",
+    ),
+    (
+        {"image_size": [True, 427]},
+        {},
+        "extra_info.image_size must be [width, height] in positive integers, got [True, 427]",
+    ),
+    (
+        {"image_size": [640.0, 427]},
+        {},
+        "extra_info.image_size must be [width, height] in positive integers, got [640.0, 427]",
+    ),
+    (
+        {"image_size": [640, 427, 3]},
+        {},
+        "extra_info.image_size must be [width, height] in positive integers, got [640, 427, 3]",
+    ),
+    (
+        {"model_size": "252x168"},
+        {},
+        "extra_info.model_size must be [width, height] in positive integers, got '252x168'",
+    ),
+    ({"model_size": [0, 168]}, {}, "extra_info.model_size must be [width, height] in positive integers, got [0, 168]"),
+    ({"min_pixels": True}, {}, "extra_info.min_pixels must be a positive integer, got True"),
+    ({"max_pixels": -5}, {}, "extra_info.max_pixels must be a positive integer, got -5"),
+    ({"min_pixels": 60000}, {}, "need 0 < min_pixels <= max_pixels, got min_pixels=60000, max_pixels=50176"),
+    ({"frame": "pixels"}, {}, "extra_info.frame 'pixels' is not one of resized, original, norm1000"),
+    ({"frame": ["resized"]}, {}, "extra_info.frame ['resized'] is not one of resized, original, norm1000"),
+    ({"file_name": 7}, {}, "extra_info.file_name must be a non-empty text, got 7"),
+    ({"file_name": None}, {}, "extra_info lacks file_name (not a verl_hoi.convert row?)"),
+    ({"index": -1}, {}, "extra_info.index must be an integer >= 0, got -1"),
+    ({"split": 3}, {}, "extra_info.split must be a text, got 3"),
+    ({"prefilled_think": "yes"}, {}, "extra_info.prefilled_think must be true or false, got 'yes'"),
+    ({"prefilled_think": 1}, {}, "extra_info.prefilled_think must be true or false, got 1"),
+    (
+        {"model_size": [644, 420]},
+        {},
+        "model_size [644, 420] is not the smart resize [252, 168] of image_size [640, 427]",
+    ),
+    ({}, {"min_pixels": 3136.0}, "image entry has min_pixels=3136.0 but the row's boxes were made for min_pixels=3136"),
+    ({}, {"bytes": None}, "image entry has no bytes and no image path (image=None)"),
+    ({}, {"bytes": "not bytes"}, "image entry bytes must be binary, got str"),
+    ({}, {"bytes": b"GIF89a not really"}, "the embedded image is not an image file PIL can read"),
+    ({}, {"bytes": None, "image": "/nonexistent/a.jpg"}, "image /nonexistent/a.jpg: file not found"),
+    ({}, {"bytes": _jpeg((427, 640))}, "the image is 427x640 but extra_info.image_size is [640, 427]"),
+]
+
+
+@pytest.mark.parametrize(("extra", "entry", "message"), CHECK_CASES, ids=[c[2][:40] for c in CHECK_CASES])
+def test_check_row_refuses(extra, entry, message):
+    image = {"bytes": _jpeg((640, 427)), "min_pixels": 3136, "max_pixels": 50176} | entry
+    messages = [{"role": "user", "content": "<image>Find the interactions."}]
+    with pytest.raises(ValueError) as error:
+        check_row(GOOD_EXTRA | extra, [image], (3136, 50176), messages)
+    assert str(error.value).startswith(message)
+
+
+def test_check_row_accepts_the_converters_row():
+    image = {"bytes": _jpeg((640, 427)), "min_pixels": 3136, "max_pixels": 50176}
+    messages = [{"role": "user", "content": "<image>Find the interactions."}]
+    assert check_row(GOOD_EXTRA | {"prefilled_think": False}, [image], (3136, 50176), messages) == (252, 168)
+    assert check_row(GOOD_EXTRA, [{"bytes": image["bytes"]}], None) == (252, 168)  # budget filled in from the row
+    with pytest.raises(ValueError, match="a row has one image entry, got 2"):
+        check_row(GOOD_EXTRA, [image, image], None)
+    with pytest.raises(ValueError, match="extra_info must be an object, got '{}'"):
+        check_row("{}", [image], None)
 
 
 def test_ground_truth_is_answer_json(tmp_path, sample_annotations, sample_images, tokenizer, processor):

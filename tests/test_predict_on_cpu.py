@@ -1,21 +1,33 @@
 """``python -m verl_hoi.predict --backend hf`` with the tiny Qwen2.5-VL on CPU, then ``verl_hoi.evaluate``
-on its output; the model inputs against verl's own dataset code; token offsets; resuming."""
+on its output; the model inputs against verl's own dataset code; token offsets; resuming; greedy decoding
+whatever the checkpoint's generation config says; Ctrl-C. Bad command lines: test_predict_cli_bad_input.py."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from transformers import AutoProcessor
+import torch
+from PIL import Image
+from transformers import AutoModelForImageTextToText, AutoProcessor, GenerationConfig
 
 from verl_hoi.convert import ConvertOptions, iter_rows, row_schema, write_parquet
 from verl_hoi.evaluate import main as evaluate_main
 from verl_hoi.hicodet import load_annotations
+from verl_hoi.predict import (
+    INTERRUPTED,
+    Generation,
+    greedy_generation_config,
+    prepare,
+    token_offsets,
+    vllm_engine_args,
+    vllm_sampling_args,
+)
 from verl_hoi.predict import main as predict_main
-from verl_hoi.predict import prepare, token_offsets
 
 TINY_MIN_PIXELS = 4 * 28 * 28
 TINY_MAX_PIXELS = 64 * 28 * 28
@@ -110,14 +122,21 @@ def test_token_offsets_point_at_each_tokens_text(tiny_model_dir, text):
 def test_processor_that_would_resize_again_is_refused(
     tmp_path, capsys, tiny_model_dir, sample_annotations, sample_images
 ):
-    # Converted with the default budget, images are larger than the tiny processor's max_pixels.
+    # Converted with a larger budget, images are larger than the tiny processor's max_pixels: 640x427 has
+    # 273,280 pixels > 256*784, so smart_resize shrinks by sqrt(273280 / 200704) = 1.167 to 19x13 blocks of 28.
     parquet = convert(tmp_path, sample_annotations, sample_images, "big.parquet", max_pixels=256 * 28 * 28)
     code = predict_main(
         ["--model", str(tiny_model_dir), "--data", str(parquet), "--out", str(tmp_path / "p.jsonl")]
         + ["--backend", "hf", "--limit", "1", "--max-new-tokens", "2"]
     )
     err = capsys.readouterr().err
-    assert code == 2 and "error: the processor resizes" in err
+    assert code == 2
+    assert err == (
+        f"error: {parquet}: row 0 (HICO_test2015_00000001.jpg): the processor (min_pixels=3136, max_pixels=50176) "
+        "would resize the 532x364 image the row was built for; convert the data with the processor's pixel budget "
+        "or give the processor the rows' budget\n"
+    )
+    assert not (tmp_path / "p.jsonl").exists()
 
 
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM is installed here")
@@ -127,6 +146,118 @@ def test_vllm_missing_is_one_line(tmp_path, capsys, tiny_model_dir, parquet):
     assert code == 2 and err.startswith("error: vllm is not installed") and err.count("\n") == 1
 
 
-def test_missing_inputs(tmp_path, capsys, tiny_model_dir):
-    code = predict_main(["--model", str(tiny_model_dir), "--data", "nope.parquet", "--out", str(tmp_path / "p")])
-    assert code == 2 and capsys.readouterr().err == "error: --data: not found: nope.parquet\n"
+def _greedy_reference(model_dir: Path, rows: list[dict], max_new_tokens: int, **options) -> list[str]:
+    """Answers of ``model.generate`` called directly, one row at a time, with ``options``."""
+    processor = AutoProcessor.from_pretrained(model_dir)
+    model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=torch.float32).eval()
+    stop = {processor.tokenizer.pad_token_id, processor.tokenizer.eos_token_id}
+    answers = []
+    for row in rows:
+        text, image = prepare(row, processor)
+        inputs = processor(text=[text], images=[image], return_tensors="pt")
+        torch.manual_seed(0)
+        ids = model.generate(**inputs, max_new_tokens=max_new_tokens, **options)[0, inputs["input_ids"].shape[1] :]
+        ids = ids.tolist()
+        length = next((i for i, t in enumerate(ids) if t in stop), len(ids))
+        answers.append(processor.tokenizer.decode(ids[:length], skip_special_tokens=True))
+    return answers
+
+
+def test_decoding_ignores_the_checkpoints_sampling_settings(tmp_path, capsys, tiny_model_dir, parquet):
+    # A checkpoint that asks for sampling and a repetition penalty, as many released ones do.
+    sampling_dir = tmp_path / "sampling_checkpoint"
+    shutil.copytree(tiny_model_dir, sampling_dir)
+    config = json.loads((sampling_dir / "generation_config.json").read_text())
+    config |= {"do_sample": True, "temperature": 0.7, "top_k": 20, "top_p": 0.8, "repetition_penalty": 1.05}
+    (sampling_dir / "generation_config.json").write_text(json.dumps(config))
+    rows = pq.read_table(parquet).to_pylist()
+    greedy = _greedy_reference(tiny_model_dir, rows, 24, do_sample=False, repetition_penalty=1.0)
+    # The checkpoint's own settings give other answers: the comparison below can fail.
+    assert _greedy_reference(sampling_dir, rows, 24, do_sample=False) != greedy  # its repetition penalty
+    assert _greedy_reference(sampling_dir, rows, 24) != greedy  # its sampling
+    out = tmp_path / "preds.jsonl"
+    args = ["--model", str(sampling_dir), "--data", str(parquet), "--out", str(out), "--backend", "hf"]
+    assert predict_main([*args, "--batch-size", "1", "--max-new-tokens", "24"]) == 0
+    assert [json.loads(line)["response"] for line in out.read_text().splitlines()] == greedy
+    capsys.readouterr()
+
+
+def test_greedy_generation_config_keeps_only_the_special_tokens():
+    checkpoint = GenerationConfig(
+        do_sample=True, temperature=0.7, top_k=20, repetition_penalty=1.05, no_repeat_ngram_size=3,
+        bos_token_id=1, eos_token_id=[2, 3], pad_token_id=0,
+    )  # fmt: skip
+    config = greedy_generation_config(checkpoint, 16, logprobs=True)
+    assert (config.do_sample, config.num_beams, config.repetition_penalty, config.max_new_tokens) == (False, 1, 1.0, 16)
+    assert (config.bos_token_id, config.eos_token_id, config.pad_token_id) == (1, [2, 3], 0)
+    assert config.return_dict_in_generate and config.output_scores
+    assert (config.temperature, config.top_k, config.no_repeat_ngram_size) == (None, None, None)  # not the 0.7, 20, 3
+
+
+def test_vllm_settings_are_verls_validation_decoding():
+    # generation_config="vllm": vLLM's neutral sampling defaults, not generation_config.json's (special tokens
+    # are still read from it); every request is greedy with repetition penalty 1.0, as verl's val_kwargs.
+    assert vllm_engine_args("ckpt") == {
+        "model": "ckpt",
+        "limit_mm_per_prompt": {"image": 1},
+        "generation_config": "vllm",
+    }
+    assert vllm_sampling_args(64, logprobs=True) == {
+        "temperature": 0.0,
+        "top_p": 1.0,
+        "top_k": -1,
+        "repetition_penalty": 1.0,
+        "max_tokens": 64,
+        "logprobs": 0,
+    }
+    assert vllm_sampling_args(64, logprobs=False)["logprobs"] is None
+
+
+class _InterruptedGenerator:
+    """Stands in for the transformers generator: answers ``answers`` batches, then Ctrl-C."""
+
+    answers = 1
+
+    def __init__(self, *args) -> None:
+        self.calls = 0
+
+    def __call__(self, prompts, images, sizes):
+        self.calls += 1
+        if self.calls > self.answers:
+            raise KeyboardInterrupt
+        return [Generation(f"answer {self.calls}") for _ in prompts]
+
+
+@pytest.mark.parametrize("answers", [0, 1])
+def test_ctrl_c_keeps_the_finished_lines(tmp_path, capsys, monkeypatch, tiny_model_dir, parquet, answers):
+    monkeypatch.setattr(_InterruptedGenerator, "answers", answers)
+    monkeypatch.setattr("verl_hoi.predict._HFGenerator", _InterruptedGenerator)
+    out = tmp_path / "preds.jsonl"
+    args = ["--model", str(tiny_model_dir), "--data", str(parquet), "--out", str(out), "--backend", "hf"]
+    assert predict_main([*args, "--batch-size", "2"]) == INTERRUPTED
+    assert "interrupted:" in capsys.readouterr().err
+    if answers == 0:
+        assert list(tmp_path.iterdir()) == []  # nothing was finished: no file at all
+    else:
+        lines = [json.loads(line) for line in out.read_text().splitlines()]
+        assert [(line["file_name"], line["response"]) for line in lines] == [
+            ("HICO_test2015_00000001.jpg", "answer 1"),
+            ("HICO_test2015_00000002.jpg", "answer 1"),
+        ]
+    # The same command goes on where it stopped.
+    monkeypatch.setattr(_InterruptedGenerator, "answers", 9)
+    assert predict_main([*args, "--batch-size", "2"]) == 0
+    names = [json.loads(line)["file_name"] for line in out.read_text().splitlines()]
+    assert names == [f"HICO_test2015_0000000{i}.jpg" for i in (1, 2, 3)]
+
+
+def test_prepared_images_are_checked_against_the_processor():
+    from verl_hoi.predict import _check_grid, _check_prepared
+
+    image = Image.new("RGB", (252, 168))
+    _check_prepared([image], [(252, 168)])
+    with pytest.raises(ValueError, match=r"resized to 252x168, not to model_size \[168, 252\]"):
+        _check_prepared([image], [(168, 252)])
+    _check_grid([[1, 12, 18]], [(252, 168)], 14)
+    with pytest.raises(ValueError, match="the processor resized a 252x168 image to 238x168"):
+        _check_grid([[1, 12, 17]], [(252, 168)], 14)

@@ -43,8 +43,9 @@ from verl_hoi.vocab import object_id, verb_id
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "verl_hoi" / "configs" / "recipe" / "hoi_grpo.yaml"
 SUBPROCESS_TIMEOUT = 900
-# Keys the recipe adds on purpose: verl-hoi's marker and the reward options verl hands to the reward manager.
-ADDED_KEYS = ("verl_hoi.", "reward.reward_kwargs.")
+# Keys the recipe adds on purpose: verl-hoi's marker, the dataset adapter's options and the reward options verl
+# hands to the reward manager.
+ADDED_KEYS = ("verl_hoi.", "data.hoi.", "reward.reward_kwargs.")
 # verl warns that GRPO disables the critic, which is the point.
 pytestmark = pytest.mark.filterwarnings("ignore:Disabled critic")
 
@@ -107,6 +108,7 @@ RECIPE_VALUES = [
     ("data.max_prompt_length", 4096),  # ~2,000 text + <= 1,280 image tokens + template
     ("data.max_response_length", 2048),  # thinking + ~25 answer items
     ("data.filter_overlong_prompts", True),
+    ("data.hoi.on_bad_row", "error"),  # a bad row stops the run instead of being filtered out quietly
     ("data.train_batch_size", 128),
     ("actor_rollout_ref.rollout.prompt_length", 4096),  # verl's interpolation from data.max_prompt_length
     ("actor_rollout_ref.rollout.response_length", 2048),

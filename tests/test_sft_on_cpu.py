@@ -1,7 +1,9 @@
-"""SFT rows through verl's real MultiTurnSFTDataset and the SFT recipe's config through verl's real Hydra config."""
+"""SFT rows through verl's real MultiTurnSFTDataset (and verl_hoi's HOISFTDataset, which checks every row) and the
+SFT recipe's config through verl's real Hydra config."""
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -15,25 +17,29 @@ from transformers import AutoProcessor
 from verl_hoi.convert import ConvertOptions, iter_rows, row_schema, select_images, write_parquet
 from verl_hoi.hicodet import load_annotations
 from verl_hoi.sft import sft_row, sft_schema
+from verl_hoi.verl_plugin.dataset import HOISFTDataset
 
 REPO = Path(__file__).resolve().parents[1]
 THINKING = "1. I count one person. 2. The person stands next to a bench. 3. The bench. 4. sit on."
 
 
-@pytest.fixture(scope="module")
-def sft_parquet(tmp_path_factory, sample_annotations, sample_images) -> Path:
-    """The sample's 7 images with pairs as SFT rows (converter rows, same pixel budget as the tiny processor)."""
-    folder = tmp_path_factory.mktemp("sft")
-    annotations = load_annotations(sample_annotations)
-    options = ConvertOptions(split="train", min_pixels=4 * 28 * 28, max_pixels=64 * 28 * 28, prompt="hoi_r1_brief")
+def _sft_parquet(folder: Path, annotations_path: Path, images: Path, max_pixels: int = 64 * 28 * 28) -> Path:
+    annotations = load_annotations(annotations_path)
+    options = ConvertOptions(split="train", min_pixels=4 * 28 * 28, max_pixels=max_pixels, prompt="hoi_r1_brief")
     write_parquet(
-        iter_rows(annotations, select_images(annotations, "train"), sample_images, options),
+        iter_rows(annotations, select_images(annotations, "train"), images, options),
         folder / "train.parquet",
         row_schema("embed"),
     )
     rows = pq.read_table(folder / "train.parquet").to_pylist()
     write_parquet((sft_row(row, THINKING) for row in rows), folder / "sft.parquet", sft_schema(row_schema("embed")))
     return folder / "sft.parquet"
+
+
+@pytest.fixture(scope="module")
+def sft_parquet(tmp_path_factory, sample_annotations, sample_images) -> Path:
+    """The sample's 7 images with pairs as SFT rows (converter rows, same pixel budget as the tiny processor)."""
+    return _sft_parquet(tmp_path_factory.mktemp("sft"), sample_annotations, sample_images)
 
 
 def test_sft_row_keeps_the_prompt_and_image_and_adds_the_target():
@@ -99,7 +105,7 @@ def _recipe(env: dict[str, str], *overrides: str) -> subprocess.CompletedProcess
 
 def test_recipe_config_is_valid_for_verl(sft_parquet, tiny_model_dir):
     from verl.utils.config import omega_conf_to_dataclass
-    from verl.utils.dataset.multiturn_sft_dataset import MultiTurnSFTDataset
+    from verl.utils.import_utils import load_extern_object
 
     env = {"SFT_DATA": str(sft_parquet), "MODEL_PATH": str(tiny_model_dir), "NGPUS": "2"}
     result = _recipe(env, "trainer.experiment_name=mine")
@@ -119,15 +125,20 @@ def test_recipe_config_is_valid_for_verl(sft_parquet, tiny_model_dir):
         "trainer.n_gpus_per_node": 2,
         "trainer.experiment_name": "mine",  # "$@" wins
         "checkpoint.save_contents": ["model", "optimizer", "extra", "hf_model"],  # a HF model for GRPO
-        "data.custom_cls.path": None,  # verl's own MultiTurnSFTDataset
+        "data.custom_cls.path": "pkg://verl_hoi.verl_plugin.dataset",  # every row checked before training
+        "data.custom_cls.name": "HOISFTDataset",
     }
     assert {key: OmegaConf.select(resolved, key) for key in expected} == expected
     # What SFTTrainer._build_config does: every section becomes its verl dataclass.
     model = omega_conf_to_dataclass(cfg.model)
     for section in ("engine", "optim", "checkpoint", "profiler"):
         omega_conf_to_dataclass(cfg[section])
-    # What create_sft_dataset does with the recipe's data section.
-    dataset = MultiTurnSFTDataset(cfg.data.train_files, model.tokenizer, cfg.data, processor=model.processor)
+    # What verl.trainer.sft_trainer.create_sft_dataset does with the recipe's data section.
+    dataset_cls = load_extern_object(cfg.data.custom_cls.path, cfg.data.custom_cls.name)
+    assert dataset_cls is HOISFTDataset
+    dataset = dataset_cls(
+        parquet_files=cfg.data.train_files, tokenizer=model.tokenizer, config=cfg.data, processor=model.processor
+    )
     item = dataset[0]
     row = pq.read_table(sft_parquet).to_pylist()[0]
     _check_item(item, row["messages"][-1]["content"], model.tokenizer, row["extra_info"]["model_size"])
@@ -154,3 +165,61 @@ def test_recipe_config_is_valid_for_verl(sft_parquet, tiny_model_dir):
 def test_recipe_rejects_mistakes(sft_parquet, env, overrides, message):
     result = _recipe({"SFT_DATA": str(sft_parquet), **env}, *overrides)
     assert result.returncode != 0 and message in result.stderr
+
+
+def _hoi_sft_dataset(path: Path, processor, **options) -> HOISFTDataset:
+    config = OmegaConf.create({"max_length": 4096, "pad_mode": "right", "truncation": "error", "hoi": options})
+    return HOISFTDataset(str(path), processor.tokenizer, config, processor=processor)
+
+
+def _rewrite(path: Path, edit) -> Path:
+    rows = pq.read_table(path).to_pylist()
+    edit(rows)
+    out = path.with_name("edited.parquet")
+    pq.write_table(__import__("pyarrow").Table.from_pylist(rows, schema=pq.read_schema(path)), out)
+    return out
+
+
+def _swap_image(rows):  # row 6 is image 116 (465x640), row 1 image 2 (640x461)
+    rows[1]["images"][0]["bytes"] = rows[6]["images"][0]["bytes"]
+
+
+def test_hoi_sft_dataset_checks_every_row(tmp_path, caplog, sft_parquet, tiny_model_dir):
+    processor = AutoProcessor.from_pretrained(tiny_model_dir)
+    rows = pq.read_table(sft_parquet).to_pylist()
+    dataset = _hoi_sft_dataset(sft_parquet, processor)
+    assert len(dataset) == 7
+    _check_item(
+        dataset[6], rows[6]["messages"][-1]["content"], processor.tokenizer, rows[6]["extra_info"]["model_size"]
+    )
+    edited = tmp_path / "sft.parquet"
+    edited.write_bytes(sft_parquet.read_bytes())
+    edited = _rewrite(edited, _swap_image)
+    with pytest.raises(ValueError) as error:
+        _hoi_sft_dataset(edited, processor)
+    assert str(error.value) == (
+        f"{edited}: row 1 (HICO_test2015_00000002.jpg): the image is 465x640 but extra_info.image_size is "
+        "[640, 461] (data.hoi.on_bad_row=skip drops such rows)"
+    )
+    with caplog.at_level(logging.WARNING, logger="verl_hoi.verl_plugin.dataset"):
+        dataset = _hoi_sft_dataset(edited, processor, on_bad_row="skip")
+    assert "dropped 1 of 7 rows" in caplog.text
+    assert len(dataset) == 6 and len(dataset.dataframe) == 6
+    # the rows after the dropped one keep their own messages and image
+    _check_item(
+        dataset[5], rows[6]["messages"][-1]["content"], processor.tokenizer, rows[6]["extra_info"]["model_size"]
+    )
+
+
+def test_hoi_sft_dataset_refuses_rows_for_another_budget(tmp_path, sample_annotations, sample_images, tiny_model_dir):
+    # Without the check, verl's SFT dataset would train on images the processor shrinks: boxes in another frame.
+    processor = AutoProcessor.from_pretrained(tiny_model_dir)
+    path = _sft_parquet(tmp_path, sample_annotations, sample_images, max_pixels=256 * 28 * 28)
+    with pytest.raises(ValueError, match=r"row 0 \(HICO_test2015_00000001.jpg\): the processor \(min_pixels=3136, "):
+        _hoi_sft_dataset(path, processor)
+
+
+def test_hoi_sft_dataset_needs_an_image_processor(sft_parquet, tiny_model_dir):
+    tokenizer = AutoProcessor.from_pretrained(tiny_model_dir).tokenizer
+    with pytest.raises(ValueError, match="HOISFTDataset needs the model's multimodal processor"):
+        HOISFTDataset(str(sft_parquet), tokenizer, OmegaConf.create({}), processor=None)

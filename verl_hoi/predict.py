@@ -6,10 +6,19 @@
 Rows are those of ``data_prep/hicodet_to_parquet.py`` (``prompt`` messages, ``images`` entries with
 ``bytes`` or ``image`` plus ``min_pixels`` / ``max_pixels``, ``extra_info`` frame metadata). Each row
 is prepared as verl's ``RLHFDataset`` and agent loop prepare it: ``<image>`` in the user text becomes
-an image item carrying the entry's pixel budget, ``qwen_vl_utils`` resizes the image to the row's
-``model_size``, and the processor's chat template is applied with the generation prompt. A check
-stops the run when the processor would resize that image again (the boxes would then be in another
-frame). Decoding is greedy.
+an image item carrying the row's pixel budget, ``qwen_vl_utils`` resizes the image to the row's
+``model_size``, and the processor's chat template is applied with the generation prompt.
+
+Before the model is loaded, every row (counted from 0) is checked as verl_hoi's training datasets check
+it (``verl_hoi.verl_plugin.dataset.check_row``: metadata types, nothing coerced; ``model_size`` is the
+smart resize of ``image_size``; the checkpoint's processor would leave an image of ``model_size`` as it
+is; one ``<image>`` for one image, which decodes and is ``image_size``), and file names must be unique.
+Before each batch is generated, every prepared image must be at its ``model_size`` and, with ``hf``, the
+processor's patch grid of it must be ``model_size`` too (otherwise the boxes would be in another frame).
+
+Decoding is that of verl's validation: greedy, repetition penalty 1.0, whatever the checkpoint's
+``generation_config.json`` says (only its special tokens, such as the end-of-sequence ids, are used), so
+both backends and a validation dump give the same answers for the same checkpoint.
 
 Each output line is ``{"file_name", "response", "frame", "image_size", "model_size", "min_pixels",
 "max_pixels", "split", "index", "prompt", "model", "backend"}`` (plus ``prefilled_think`` when the
@@ -18,9 +27,13 @@ row's ``extra_info`` has it); with ``--logprobs`` also
 in ``response`` where each token's text starts), which the ``logprob`` score policy of
 ``verl_hoi.evaluate`` turns into one confidence per answer item.
 
-The run is resumable: images already in ``--out`` are skipped, lines are appended and flushed after
-every batch, and a last line cut off by an interruption is dropped before appending. ``vllm`` needs a
-GPU and the ``train`` extra; ``hf`` (transformers) runs on CPU or GPU (bfloat16 on CUDA).
+``--out`` is checked before any work: not a folder, in a folder that exists, neither ``--data`` nor inside
+``--model``. The run is resumable: images already in ``--out`` are skipped (each of its lines must be a
+JSON object with a text ``file_name``; a damaged line is reported with its number and the file is left
+as it is), lines are appended and flushed after every batch, and a last line cut off by an interruption
+is dropped before appending. Ctrl-C keeps the lines of finished batches and exits with code 130; run the
+same command again to go on. Mistakes end with one ``error:`` line and exit code 2. ``vllm`` needs a GPU
+and the ``train`` extra; ``hf`` (transformers) runs on CPU or GPU (bfloat16 on CUDA).
 """
 
 from __future__ import annotations
@@ -36,15 +49,30 @@ from io import BytesIO
 from pathlib import Path
 from typing import Any
 
-from verl_hoi.cli import UsageError, doc_parser, fail, positive_int
+from verl_hoi.cli import UsageError, check_output_file, doc_parser, fail, positive_int, refuse_overlap
 from verl_hoi.jsonl import iter_jsonl, repair_torn_tail
 
-__all__ = ["BACKENDS", "Generation", "build_messages", "load_image", "main", "predict", "prepare", "token_offsets"]
+__all__ = [
+    "BACKENDS",
+    "Generation",
+    "build_messages",
+    "greedy_generation_config",
+    "load_image",
+    "main",
+    "predict",
+    "prepare",
+    "token_offsets",
+    "vllm_engine_args",
+    "vllm_sampling_args",
+]
 
 logger = logging.getLogger(__name__)
 
 BACKENDS: tuple[str, ...] = ("vllm", "hf")
+INTERRUPTED = 130
+"""Exit code after Ctrl-C, as shells report SIGINT."""
 _META_KEYS = ("file_name", "frame", "image_size", "model_size", "min_pixels", "max_pixels", "split", "index", "prompt")
+_COLUMNS = ("prompt", "images", "extra_info")
 
 
 @dataclass(frozen=True)
@@ -59,7 +87,8 @@ class Generation:
 def load_image(entry: dict[str, Any]) -> Any:
     """The row's image entry as the model sees it: a PIL image resized to ``model_size`` by qwen-vl-utils.
 
-    ``entry`` holds ``bytes`` (embedded JPEG) or ``image`` (a path) and ``min_pixels`` / ``max_pixels``.
+    ``entry`` holds ``bytes`` (embedded JPEG) or ``image`` (a path) and ``min_pixels`` / ``max_pixels``
+    (``verl_hoi.verl_plugin.dataset.row_image_entry`` fills them in from the row).
     """
     from PIL import Image
     from qwen_vl_utils import fetch_image
@@ -88,7 +117,9 @@ def build_messages(row: dict[str, Any], images: Sequence[Any]) -> list[dict[str,
 
 def prepare(row: dict[str, Any], processor: Any) -> tuple[str, Any]:
     """``(prompt text, resized image)`` of a parquet row: what the model is given for it."""
-    image = load_image(row["images"][0])
+    from verl_hoi.verl_plugin.dataset import row_image_entry
+
+    image = load_image(row_image_entry(row["images"][0], row["extra_info"]))
     text = processor.apply_chat_template(build_messages(row, [image]), add_generation_prompt=True, tokenize=False)
     return text, image
 
@@ -113,41 +144,122 @@ def token_offsets(tokenizer: Any, token_ids: Sequence[int], text: str) -> list[i
     return offsets
 
 
+def greedy_generation_config(checkpoint: Any, max_new_tokens: int, logprobs: bool) -> Any:
+    """The transformers ``GenerationConfig`` of verl's validation decoding: greedy, repetition penalty 1.0.
+
+    Of the checkpoint's generation config (``checkpoint``) only the special tokens are kept; every
+    other setting (sampling, temperature, top-k, repetition penalty, ...) is transformers' default.
+    """
+    from transformers import GenerationConfig
+
+    special = {key: getattr(checkpoint, key, None) for key in ("bos_token_id", "eos_token_id", "pad_token_id")}
+    return GenerationConfig(
+        do_sample=False,
+        num_beams=1,
+        repetition_penalty=1.0,
+        max_new_tokens=max_new_tokens,
+        return_dict_in_generate=True,
+        output_scores=logprobs,
+        **special,
+    )
+
+
+def vllm_engine_args(model: str) -> dict[str, Any]:
+    """``vllm.LLM`` arguments: one image per prompt, and vLLM's neutral sampling defaults instead of the
+    checkpoint's ``generation_config.json`` (``generation_config="vllm"`` still reads its special tokens)."""
+    return {"model": model, "limit_mm_per_prompt": {"image": 1}, "generation_config": "vllm"}
+
+
+def vllm_sampling_args(max_new_tokens: int, logprobs: bool) -> dict[str, Any]:
+    """``vllm.SamplingParams`` of verl's validation decoding: greedy (as ``val_kwargs``), repetition penalty 1.0."""
+    return {
+        "temperature": 0.0,
+        "top_p": 1.0,
+        "top_k": -1,
+        "repetition_penalty": 1.0,
+        "max_tokens": max_new_tokens,
+        "logprobs": 0 if logprobs else None,
+    }
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _load_processor(model: str) -> tuple[Any, tuple[int, int]]:
+    """The checkpoint's processor and its ``(min_pixels, max_pixels)``."""
+    from transformers import AutoProcessor
+
+    from verl_hoi.frames import IMAGE_FACTOR
+    from verl_hoi.verl_plugin.dataset import processor_pixels
+
+    try:
+        processor = AutoProcessor.from_pretrained(model)
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise UsageError(f"--model {model}: cannot load its processor ({_first_line(error)})") from None
+    pixels = processor_pixels(processor)
+    if pixels is None:
+        raise UsageError(f"--model {model}: no image processor with a pixel budget (preprocessor_config.json)")
+    image_processor = processor.image_processor
+    factor = getattr(image_processor, "patch_size", 0) * getattr(image_processor, "merge_size", 0)
+    if factor != IMAGE_FACTOR:
+        raise UsageError(
+            f"--model {model}: its image processor makes {factor}-pixel blocks; HICO-DET rows are sized for "
+            f"Qwen2.5-VL's {IMAGE_FACTOR}"
+        )
+    return processor, pixels
+
+
+def _check_prepared(images: Sequence[Any], sizes: Sequence[tuple[int, int]]) -> None:
+    """Each prepared image is at its row's ``model_size``, which the processor keeps (checked with the rows)."""
+    for image, size in zip(images, sizes, strict=True):
+        if tuple(image.size) != tuple(size):
+            raise ValueError(f"an image was resized to {image.size[0]}x{image.size[1]}, not to model_size {list(size)}")
+
+
 class _HFGenerator:
     """transformers ``generate`` on CPU or CUDA, left-padded batches."""
 
-    def __init__(self, model: str, device: str | None) -> None:
+    def __init__(self, model: str, processor: Any, device: str | None, max_new_tokens: int, logprobs: bool) -> None:
         import torch
-        from transformers import AutoModelForImageTextToText, AutoProcessor
+        from safetensors import SafetensorError
+        from transformers import AutoModelForImageTextToText
 
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
-        self.processor = AutoProcessor.from_pretrained(model)
+        try:
+            kind = torch.device(self.device).type
+        except RuntimeError as error:
+            raise UsageError(f"--device {self.device}: {_first_line(error)}") from None
+        if kind == "cuda" and not torch.cuda.is_available():
+            raise UsageError(f"--device {self.device}: CUDA is not available here")
+        dtype = torch.bfloat16 if kind == "cuda" else torch.float32
+        self.processor = processor
         self.processor.tokenizer.padding_side = "left"
-        self.model = AutoModelForImageTextToText.from_pretrained(model, dtype=dtype).to(self.device).eval()
+        try:
+            self.model = AutoModelForImageTextToText.from_pretrained(model, dtype=dtype).to(self.device).eval()
+        except (OSError, ValueError, KeyError, SafetensorError) as error:
+            raise UsageError(f"--model {model}: cannot load the model ({_first_line(error)})") from None
+        self.generation_config = greedy_generation_config(self.model.generation_config, max_new_tokens, logprobs)
+        # generate() fills what a config leaves unset from the model's own: make that this one too.
+        self.model.generation_config = self.generation_config
+        self.patch_size = processor.image_processor.patch_size
 
-    def __call__(
-        self, prompts: list[str], images: list[Any], sizes: list[tuple[int, int]], max_new_tokens: int, logprobs: bool
-    ) -> list[Generation]:
+    def __call__(self, prompts: list[str], images: list[Any], sizes: list[tuple[int, int]]) -> list[Generation]:
         import torch
 
         inputs = self.processor(text=prompts, images=images, return_tensors="pt", padding=True)
-        _check_grid(inputs["image_grid_thw"].tolist(), sizes)
+        _check_grid(inputs["image_grid_thw"].tolist(), sizes, self.patch_size)
         inputs = inputs.to(self.device)
         with torch.inference_mode():
-            out = self.model.generate(
-                **inputs,
-                max_new_tokens=max_new_tokens,
-                do_sample=False,
-                return_dict_in_generate=True,
-                output_scores=logprobs,
-            )
+            out = self.model.generate(**inputs, generation_config=self.generation_config)
         new = out.sequences[:, inputs["input_ids"].shape[1] :]
+        logprobs = self.generation_config.output_scores
         scores = (
             self.model.compute_transition_scores(out.sequences, out.scores, normalize_logits=True) if logprobs else None
         )
         tokenizer = self.processor.tokenizer
-        stop = {tokenizer.pad_token_id, *_as_list(self.model.generation_config.eos_token_id)}
+        stop = {tokenizer.pad_token_id, *_as_list(self.generation_config.eos_token_id)}
         results = []
         for k, ids in enumerate(new.tolist()):
             length = next((i for i, t in enumerate(ids) if t in stop), len(ids))
@@ -164,12 +276,12 @@ def _as_list(value: Any) -> list:
     return list(value) if isinstance(value, list | tuple) else [value]
 
 
-def _check_grid(grids: list[list[int]], sizes: list[tuple[int, int]], patch: int = 14) -> None:
-    """The processor must leave each image at ``model_size`` (grid ``t, h, w`` in patches)."""
+def _check_grid(grids: list[list[int]], sizes: list[tuple[int, int]], patch: int) -> None:
+    """The processor left each image at ``model_size`` (grid ``t, h, w`` in patches)."""
     for (_, gh, gw), (w, h) in zip(grids, sizes, strict=True):
         if (gw * patch, gh * patch) != (w, h):
-            raise UsageError(
-                f"the processor resizes a {w}x{h} image to {gw * patch}x{gh * patch}: its min/max pixels differ "
+            raise ValueError(
+                f"the processor resized a {w}x{h} image to {gw * patch}x{gh * patch}: its min/max pixels differ "
                 "from the parquet's (convert with the model's pixel budget, or change the processor's config)"
             )
 
@@ -177,27 +289,19 @@ def _check_grid(grids: list[list[int]], sizes: list[tuple[int, int]], patch: int
 class _VLLMGenerator:
     """vLLM offline generation (GPU); images are passed already resized."""
 
-    def __init__(self, model: str, max_new_tokens: int, logprobs: bool) -> None:
+    def __init__(self, model: str, processor: Any, max_new_tokens: int, logprobs: bool) -> None:
         try:
             from vllm import LLM, SamplingParams
         except ImportError:
             raise UsageError(
                 "vllm is not installed: pip install -e '.[train]' on a GPU machine, or use --backend hf"
             ) from None
-        from transformers import AutoProcessor
+        self.processor = processor
+        self.llm = LLM(**vllm_engine_args(model))
+        self.params = SamplingParams(**vllm_sampling_args(max_new_tokens, logprobs))
+        self.logprobs = logprobs
 
-        self.processor = AutoProcessor.from_pretrained(model)
-        self.llm = LLM(model=model, limit_mm_per_prompt={"image": 1})
-        self.params = SamplingParams(temperature=0.0, max_tokens=max_new_tokens, logprobs=0 if logprobs else None)
-        self.checked = False
-
-    def __call__(
-        self, prompts: list[str], images: list[Any], sizes: list[tuple[int, int]], max_new_tokens: int, logprobs: bool
-    ) -> list[Generation]:
-        if not self.checked:  # the same processor config applies to every image: check one
-            grid = self.processor.image_processor(images=images[:1], return_tensors="pt")["image_grid_thw"]
-            _check_grid(grid.tolist(), sizes[:1])
-            self.checked = True
+    def __call__(self, prompts: list[str], images: list[Any], sizes: list[tuple[int, int]]) -> list[Generation]:
         requests = [
             {"prompt": prompt, "multi_modal_data": {"image": image}}
             for prompt, image in zip(prompts, images, strict=True)
@@ -206,7 +310,7 @@ class _VLLMGenerator:
         results = []
         for output in self.llm.generate(requests, self.params, use_tqdm=False):
             completion = output.outputs[0]
-            if not logprobs:
+            if not self.logprobs:
                 results.append(Generation(completion.text))
                 continue
             ids = list(completion.token_ids)
@@ -216,12 +320,52 @@ class _VLLMGenerator:
         return results
 
 
+def _read_rows(data: str | Path, limit: int | None) -> list[dict[str, Any]]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(data)
+    except (pa.ArrowException, OSError) as error:
+        raise ValueError(f"{data}: not a parquet file that can be read ({_first_line(error)})") from None
+    missing = [name for name in _COLUMNS if name not in table.column_names]
+    if missing:
+        raise ValueError(f"{data}: no {', '.join(missing)} column (not written by data_prep/hicodet_to_parquet.py?)")
+    if table.num_rows == 0:
+        raise ValueError(f"{data}: no rows")
+    if limit is not None:
+        table = table.slice(0, limit)
+    return table.select(list(_COLUMNS)).to_pylist()
+
+
+def _check_rows(rows: list[dict[str, Any]], data: str | Path, pixels: tuple[int, int]) -> None:
+    """Every row passes ``check_row`` and names an image no other row names."""
+    from verl_hoi.verl_plugin.dataset import check_row, row_location
+
+    seen: dict[str, int] = {}
+    for index, row in enumerate(rows):
+        extra = row["extra_info"]
+        try:
+            check_row(extra, row["images"], pixels, row["prompt"])
+        except ValueError as error:
+            raise ValueError(f"{row_location(str(data), index, extra)}: {error}") from None
+        name = extra["file_name"]
+        if name in seen:
+            raise ValueError(f"{row_location(str(data), index, extra)}: file_name is also that of row {seen[name]}")
+        seen[name] = index
+
+
 def _done_file_names(out: Path) -> set[str]:
-    """File names already in ``out``, after repairing a last line cut off by an interruption."""
+    """File names already in ``out`` (a last line cut off by an interruption is skipped, not removed here)."""
     if not out.exists():
         return set()
-    repair_torn_tail(out)
-    return {line["file_name"] for _, line in iter_jsonl(out, allow_torn_tail=False) if "file_name" in line}
+    names = set()
+    for number, line in iter_jsonl(out):
+        name = line.get("file_name")
+        if not isinstance(name, str):
+            raise ValueError(f'{out}: line {number}: no text "file_name" (not a verl_hoi.predict output?)')
+        names.add(name)
+    return names
 
 
 def predict(
@@ -238,41 +382,66 @@ def predict(
 ) -> int:
     """Generate answers for the rows of ``data`` not yet in ``out``; returns the number of new lines.
 
+    ``out`` is created or appended to when the first batch is done; its lines are never rewritten.
+
     Raises:
-        UsageError: vLLM missing, or the processor would resize the images away from ``model_size``.
-        ValueError: rows that are not the converter's.
+        UsageError: vLLM missing, a checkpoint that cannot be loaded, a bad ``device``.
+        ValueError: ``data`` or ``out`` is not what it should be (the message names the file and the row
+            or line); the processor would resize an image away from its ``model_size``.
     """
-    import pyarrow.parquet as pq
     from tqdm import tqdm
 
     out = Path(out)
-    rows = pq.read_table(data).to_pylist()
-    if limit is not None:
-        rows = rows[:limit]
+    rows = _read_rows(data, limit)
     done = _done_file_names(out)
+    processor, pixels = _load_processor(model)
+    _check_rows(rows, data, pixels)
     todo = [row for row in rows if row["extra_info"]["file_name"] not in done]
     logger.info("%d rows, %d already predicted, %d to go", len(rows), len(rows) - len(todo), len(todo))
     if not todo:
         return 0
-    generator = _HFGenerator(model, device) if backend == "hf" else _VLLMGenerator(model, max_new_tokens, logprobs)
-    written = 0
-    with open(out, "a", encoding="utf-8") as f, tqdm(total=len(todo), desc="predict", unit="image") as bar:
-        for start in range(0, len(todo), batch_size):
-            batch = todo[start : start + batch_size]
-            prompts, images = (list(x) for x in zip(*(prepare(row, generator.processor) for row in batch), strict=True))
-            sizes = [tuple(row["extra_info"]["model_size"]) for row in batch]
-            for row, generation in zip(batch, generator(prompts, images, sizes, max_new_tokens, logprobs), strict=True):
-                line = {key: row["extra_info"].get(key) for key in _META_KEYS}
-                if row["extra_info"].get("prefilled_think") is not None:
-                    line["prefilled_think"] = bool(row["extra_info"]["prefilled_think"])
-                line |= {"response": generation.text, "model": str(model), "backend": backend}
-                if generation.token_logprobs is not None:
-                    line |= {"token_logprobs": generation.token_logprobs, "token_offsets": generation.token_offsets}
-                f.write(json.dumps(line, ensure_ascii=False) + "\n")
-            f.flush()
-            written += len(batch)
-            bar.update(len(batch))
+    generator = (
+        _HFGenerator(model, processor, device, max_new_tokens, logprobs)
+        if backend == "hf"
+        else _VLLMGenerator(model, processor, max_new_tokens, logprobs)
+    )
+    written, f = 0, None
+    try:
+        with tqdm(total=len(todo), desc="predict", unit="image") as bar:
+            for start in range(0, len(todo), batch_size):
+                batch = todo[start : start + batch_size]
+                prompts, images = (list(x) for x in zip(*(prepare(row, processor) for row in batch), strict=True))
+                sizes = [tuple(row["extra_info"]["model_size"]) for row in batch]
+                _check_prepared(images, sizes)
+                text = "".join(
+                    json.dumps(_line(row, generation, model, backend), ensure_ascii=False) + "\n"
+                    for row, generation in zip(batch, generator(prompts, images, sizes), strict=True)
+                )
+                try:
+                    if f is None:
+                        repair_torn_tail(out)
+                        f = open(out, "a", encoding="utf-8")  # noqa: SIM115 (kept open across batches)
+                    f.write(text)
+                    f.flush()
+                except OSError as error:
+                    raise ValueError(f"{out}: cannot write ({_first_line(error)})") from None
+                written += len(batch)
+                bar.update(len(batch))
+    finally:
+        if f is not None:
+            f.close()
     return written
+
+
+def _line(row: dict[str, Any], generation: Generation, model: str, backend: str) -> dict[str, Any]:
+    extra = row["extra_info"]
+    line = {key: extra.get(key) for key in _META_KEYS}
+    if extra.get("prefilled_think") is not None:
+        line["prefilled_think"] = extra["prefilled_think"]
+    line |= {"response": generation.text, "model": str(model), "backend": backend}
+    if generation.token_logprobs is not None:
+        line |= {"token_logprobs": generation.token_logprobs, "token_offsets": generation.token_offsets}
+    return line
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -289,16 +458,36 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_paths(model: Path, data: Path, out: Path) -> None:
+    """The inputs exist and ``out`` can be written without touching them, before anything is loaded."""
+    import os
+
+    if not model.exists():
+        raise UsageError(f"--model {model}: not found")
+    if not (model / "config.json").is_file():
+        raise UsageError(f"--model {model}: no config.json (not a Hugging Face checkpoint folder)")
+    try:
+        json.loads((model / "config.json").read_bytes())
+    except ValueError as error:
+        raise UsageError(f"--model {model}: config.json is not valid JSON ({error})") from None
+    if not data.exists():
+        raise UsageError(f"--data {data}: not found")
+    if data.is_dir():
+        raise UsageError(f"--data {data}: is a folder, not a parquet file")
+    check_output_file(out, "--out")
+    refuse_overlap({"--out": out}, {"--data": data, "--model": model})
+    if out.resolve().is_relative_to(model.resolve()):
+        raise UsageError(f"--out {out} is inside --model {model}: refusing to write into the checkpoint")
+    if out.exists() and not os.access(out, os.W_OK):
+        raise UsageError(f"--out {out}: is not writable")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point; returns the exit code (2 on a user mistake)."""
+    """Command-line entry point; returns the exit code (2 on a user mistake, 130 on Ctrl-C)."""
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
-    for name in ("model", "data"):
-        if not Path(getattr(args, name)).exists():
-            return fail(f"--{name}: not found: {getattr(args, name)}")
-    if not Path(args.out).parent.is_dir():
-        return fail(f"--out: folder does not exist: {Path(args.out).parent}")
     try:
+        _check_paths(Path(args.model), Path(args.data), Path(args.out))
         written = predict(
             args.model,
             args.data,
@@ -312,6 +501,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except (UsageError, ValueError) as error:
         return fail(error)
+    except KeyboardInterrupt:
+        print(f"interrupted: {args.out} keeps every complete line; run the same command to resume", file=sys.stderr)
+        return INTERRUPTED
     logger.info("%d new line(s) written to %s", written, args.out)
     return 0
 

@@ -8,7 +8,9 @@ prompt and image and adds one assistant turn, the training target::
 
 ``verl.utils.dataset.multiturn_sft_dataset.MultiTurnSFTDataset`` reads the ``messages`` and
 ``images`` columns (``data.messages_key`` / ``data.image_key``), replaces ``<image>`` by the
-image, and puts the loss on the assistant turn only.
+image, and puts the loss on the assistant turn only. ``recipes/sft.sh`` reads them with its subclass
+``verl_hoi.verl_plugin.dataset.HOISFTDataset``, which first checks every row as the GRPO adapter does
+(the image decodes at ``image_size``; the row's and the processor's pixel budgets give it ``model_size``).
 """
 
 from __future__ import annotations
