@@ -337,6 +337,45 @@ def test_truncation_keeps_the_complete_leading_items(text: str, kept: int, trunc
     )
 
 
+# A coordinate that json writes in exponent form (2 ** -14), as in the property test's counterexample.
+TINY = HOIPair((6.103515625e-05, 0, 1, 1), (0, 0, 1, 1), CUP, (HOLD,))
+
+
+@pytest.mark.parametrize(
+    "cut",
+    [
+        render_answer([TINY]).split("e-05")[0] + "e",  # the counterexample: cut inside the exponent
+        render_answer([TINY]).split("e-05")[0] + "e-",  # after the exponent's sign
+        render_answer([TINY]).split("e-05")[0] + "e-0",  # inside the exponent's digits
+        f"[{CUP_ITEM[:-1]}, " + '"x": 1e+',  # a plus sign
+        '[{"human": [1E-',  # a capital E
+        '[{"human": [1e   ',  # white space after the cut
+        '[{"human": [-',  # a sign before any digit
+        '[{"human": [+',  # a plus sign before any digit
+        '[{"human": [-.',  # a sign and a point
+        '[{"human": [.',  # a point before any digit
+        '[{"human": [1.',  # a point after the digits
+    ],
+)
+def test_cut_inside_a_number_is_truncation(cut: str) -> None:
+    for text in (cut, cut.replace('"', "'")):  # the repair path with double and with single quotes
+        parsed = parse_answer("<answer>" + text)
+        assert (parsed.num_items, parsed.truncated, parsed.errors) == (0, True, ()), text
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ('[{"human": [1e5e', "answer is not JSON near character 15"),  # a second exponent is no cut number
+        ('[{"human": [1 e', "answer is not JSON near character 13"),  # an exponent apart from its number
+        ('[{"human": [1e+ 5]', "answer is not JSON near character 13"),  # the text goes on after the sign
+    ],
+)
+def test_broken_number_is_not_truncation(text: str, error: str) -> None:
+    parsed = parse_answer(text)
+    assert (parsed.num_items, parsed.truncated, parsed.errors) == (0, False, (error,))
+
+
 # ---------------------------------------------------------------------------------------------- caps
 
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 import random
-import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.io import savemat
 
 from verl_hoi.answer import render_answer, render_response
@@ -18,6 +21,7 @@ from verl_hoi.convert import ConvertOptions, ground_truth_pairs, iter_rows, row_
 from verl_hoi.evaluate import main
 from verl_hoi.frames import model_size
 from verl_hoi.hicodet import load_annotations
+from verl_hoi.predictions import POLICIES, line_detections
 from verl_hoi.vocab import HOI_CLASSES, NUM_HOI
 
 
@@ -70,7 +74,8 @@ def test_ground_truth_detections_give_100_and_a_complete_json(tmp_path, capsys, 
     assert "Default       mAP         100.00    100.00    100.00" in out
     assert "Known-Object  mAP         100.00    100.00    100.00" in out
     result = json.loads((tmp_path / "r.json").read_text())
-    assert set(result) == {"default", "known_object", "recall", "num_classes", "settings", "per_class"}
+    assert set(result) == {"default", "known_object", "recall", "num_classes", "notes", "settings", "per_class"}
+    assert result["notes"] == []
     for setting in ("default", "known_object"):
         assert set(result[setting]) == {"full", "rare", "non_rare"}
         assert round(result[setting]["full"], 2) == 100.0
@@ -127,43 +132,181 @@ def test_constant_policy_on_responses_and_given_is_rejected(tmp_path, capsys, sa
     assert code == 2 and err.startswith("error: ") and "'given' needs detections" in err and not out
 
 
+def subset(annotations_path: Path, keep: list[int], out: Path) -> Path:
+    """The annotation file with only the images ``keep`` (indices into the file)."""
+    doc = json.loads(annotations_path.read_text())
+    for key in ("filenames", "size", "annotation"):
+        doc[key] = [doc[key][i] for i in keep]
+    out.write_text(json.dumps(doc))
+    return out
+
+
+def test_a_subset_without_rare_classes_has_no_rare_mean(tmp_path, capsys, sample_annotations):
+    # image 5 holds the sample's only rare class (62): without it the Rare mean is over no class
+    annotations = subset(sample_annotations, [0, 1, 2, 3, 4, 6, 7], tmp_path / "ann.json")
+    preds = write_lines(tmp_path / "p.jsonl", gt_detection_lines(annotations))
+    out = tmp_path / "r.json"
+    code, table, err = evaluate(
+        capsys, "--annotations", str(annotations), "--predictions", str(preds), "--json", str(out)
+    )
+    assert code == 0, err
+    assert "Default       mAP         100.00       n/a    100.00" in table
+    assert "Known-Object  mRec        100.00       n/a    100.00" in table
+    note = (
+        "rare: no class of this subset has ground truth in these annotations, "
+        "so its mAP and mean recall are undefined (null)"
+    )
+    assert f"note: {note}" in table
+    result = json.loads(out.read_text())  # strict JSON: no NaN
+    assert result["default"]["rare"] is None and result["recall"]["known_object"]["rare"] is None
+    assert round(result["default"]["full"], 2) == 100.0
+    assert result["notes"] == [note]
+    assert result["num_classes"] == {"full": 11, "rare": 0, "non_rare": 11}
+
+
+def test_annotations_without_any_pair_give_null_everywhere(tmp_path, capsys, sample_annotations):
+    annotations = subset(sample_annotations, [7], tmp_path / "ann.json")  # the sample's image without pairs
+    preds = write_lines(tmp_path / "p.jsonl", [{"file_name": "HICO_test2015_00000154.jpg", "detections": []}])
+    out = tmp_path / "r.json"
+    code, table, err = evaluate(
+        capsys, "--annotations", str(annotations), "--predictions", str(preds), "--json", str(out)
+    )
+    assert code == 0, err
+    assert "Default       mAP            n/a       n/a       n/a" in table
+    result = json.loads(out.read_text())
+    assert [result["default"][name] for name in ("full", "rare", "non_rare")] == [None, None, None]
+    assert [note.split(":")[0] for note in result["notes"]] == ["full", "rare", "non-rare"]
+
+
+# In-process checks of single prediction lines (the command-line table is tests/test_evaluate_cli_bad_input.py).
+NAME = "HICO_test2015_00000001.jpg"
+RESPONSE = {"file_name": NAME, "response": "[]", "frame": "original", "image_size": [640, 427]}
+BAD_LINES = [
+    # a size budget that is not two integers
+    (
+        RESPONSE | {"frame": "resized", "min_pixels": "3136", "max_pixels": 1003520},
+        "rank",
+        "'min_pixels' and 'max_pixels' must be integers >= 1; got ['3136', 1003520]",
+    ),
+    # a budget qwen-vl-utils cannot meet
+    (
+        RESPONSE | {"frame": "resized", "min_pixels": 9000, "max_pixels": 100},
+        "rank",
+        "need 0 < min_pixels <= max_pixels, got min_pixels=9000, max_pixels=100",
+    ),
+    # offsets running backwards
+    (
+        RESPONSE | {"token_logprobs": [-1.0, -2.0], "token_offsets": [1, 0]},
+        "logprob",
+        "token_offsets must not decrease and must lie in [0, 2] (the response's length)",
+    ),
+    # an offset past the end of the response
+    (
+        RESPONSE | {"token_logprobs": [-1.0], "token_offsets": [3]},
+        "logprob",
+        "token_offsets must not decrease and must lie in [0, 2] (the response's length)",
+    ),
+    # offsets that are floats
+    (
+        RESPONSE | {"token_logprobs": [-1.0], "token_offsets": [0.0]},
+        "logprob",
+        "token_offsets must be a list of integers; got [0.0]",
+    ),
+    # an infinite log-probability (only through the API: JSON has no infinity)
+    (
+        RESPONSE | {"token_logprobs": [-1.0, float("-inf")], "token_offsets": [0, 1]},
+        "logprob",
+        "token_logprobs[1] is not a finite number: -inf",
+    ),
+    # booleans are not log-probabilities
+    (
+        RESPONSE | {"token_logprobs": [True], "token_offsets": [0]},
+        "logprob",
+        "token_logprobs must be a list of numbers; got [True]",
+    ),
+    # a response line's size must be the image's
+    (
+        RESPONSE | {"image_size": [427, 640]},
+        "rank",
+        "'image_size' [427, 640] is not the image's size [640, 427] "
+        "(a prediction for another image, or for a resized copy?)",
+    ),
+    # a box coordinate that is NaN (only through the API)
+    (
+        {"file_name": NAME, "detections": [{"human": [0, 0, float("nan"), 1], "object": [0, 0, 1, 1], "hoi": 0}]},
+        "rank",
+        "detection 0: 'human' [0, 0, nan, 1] has a coordinate that is not a finite number within ±1e+06",
+    ),
+    # an infinite score (only through the API)
+    (
+        {
+            "file_name": NAME,
+            "detections": [{"human": [0, 0, 1, 1], "object": [0, 0, 1, 1], "hoi": 0, "score": float("inf")}],
+        },
+        "given",
+        "detection 0: 'score' must be a finite number; got inf",
+    ),
+    # the second detection is the bad one
+    (
+        {
+            "file_name": NAME,
+            "detections": [{"human": [0, 0, 1, 1], "object": [0, 0, 1, 1], "hoi": 0}, {"human": [0, 0, 1, 1]}],
+        },
+        "constant",
+        "detection 1: no 'object'",
+    ),
+    # an unknown policy
+    (RESPONSE, "best", "unknown score policy 'best'; valid policies: auto, given, rank, constant, logprob"),
+]
+
+
+@pytest.mark.parametrize(("line", "policy", "message"), BAD_LINES)
+def test_bad_prediction_lines(line, policy, message):
+    with pytest.raises(ValueError) as error:
+        line_detections(line, score_policy=policy, image_size=(640, 427), where="p.jsonl: line 7")
+    assert str(error.value) in (f"p.jsonl: line 7: {message}", message)  # the policy check names no line
+
+
+def test_detections_without_a_score_are_fine_when_not_ranked_by_it():
+    line = {"file_name": NAME, "detections": [{"human": [0, 0, 1, 1], "object": [0, 0, 2, 2], "hoi": 7}]}
+    assert line_detections(line, score_policy="rank").score.tolist() == [1.0]
+
+
+@pytest.fixture
+def dump_parquet(tmp_path) -> Callable[[list[dict]], Path]:
+    def write(rows: list[dict]) -> Path:
+        path = tmp_path / "d.parquet"
+        pq.write_table(pa.Table.from_pylist(rows), path)
+        return path
+
+    return write
+
+
+ROW = {
+    "prompt": [{"role": "user", "content": "<image>Find."}],
+    "reward_model": {"ground_truth": "[]"},
+    "extra_info": {"index": 0, "file_name": NAME, "frame": "original", "image_size": [640, 427]},
+}
+
+
 @pytest.mark.parametrize(
-    ("line", "message"),
+    ("rows", "message"),
     [
-        ({"file_name": "HICO_test2015_99999999.jpg", "detections": []}, "is not in the annotations"),
-        ({"file_name": "HICO_test2015_00000001.jpg"}, "needs 'detections' or 'response'"),
-        ({"file_name": "HICO_test2015_00000001.jpg", "detections": [{"hoi": 600}]}, "every detection needs"),
+        # two rows claim one index
+        ([ROW, ROW], "d.parquet: row 1: index 0 is also the index of row 0"),
+        # a ground truth that is not text
         (
-            {
-                "file_name": "HICO_test2015_00000001.jpg",
-                "detections": [{"human": [1, 1, 2, 2], "object": [1, 1, 2, 2]}],
-            },
-            "every detection needs",
+            [ROW | {"reward_model": {"ground_truth": None}}],
+            "d.parquet: row 0: reward_model.ground_truth must be the answer text; got {'ground_truth': None}",
         ),
-        ({"file_name": "HICO_test2015_00000001.jpg", "response": "[]"}, "needs its 'frame'"),
     ],
 )
-def test_bad_lines_are_one_line_errors(tmp_path, capsys, sample_annotations, line, message):
-    preds = write_lines(tmp_path / "p.jsonl", [line])
-    code, _, err = evaluate(capsys, "--annotations", str(sample_annotations), "--predictions", str(preds))
-    assert code == 2 and message in err and err.count("\n") == 1
-
-
-def test_repeated_file_name_is_an_error(tmp_path, capsys, sample_annotations):
-    line = {"file_name": "HICO_test2015_00000001.jpg", "detections": []}
-    preds = write_lines(tmp_path / "p.jsonl", [line, line])
-    code, _, err = evaluate(capsys, "--annotations", str(sample_annotations), "--predictions", str(preds))
-    assert code == 2 and "already predicted on line 1" in err
-
-
-def test_missing_files_and_bad_options(tmp_path, capsys, sample_annotations):
-    code, _, err = evaluate(capsys, "--annotations", str(sample_annotations), "--predictions", "nope.jsonl")
-    assert code == 2 and err == "error: --predictions: file not found: nope.jsonl\n"
-    preds = write_lines(tmp_path / "p.jsonl", [])
-    code, _, err = evaluate(
-        capsys, "--annotations", str(sample_annotations), "--predictions", str(preds), "--known-object-source", "x"
-    )
-    assert code == 2 and "--known-object-source" in err
+def test_bad_dump_parquet(tmp_path, capsys, sample_annotations, dump_parquet, rows, message):
+    parquet = dump_parquet(rows)
+    dump = write_lines(tmp_path / "dump.jsonl", [{"input": "x", "output": "[]", "gts": "[]"}])
+    args = ["--annotations", str(sample_annotations), "--predictions", str(dump), "--data", str(parquet)]
+    code, out, err = evaluate(capsys, *args)
+    assert (code, out, err) == (2, "", f"error: {tmp_path}/{message}\n")
 
 
 def test_anno_mat_known_object_labels(tmp_path, capsys, sample_annotations):
@@ -246,12 +389,60 @@ def test_verl_validation_dump(tmp_path, capsys, sample_annotations, test_parquet
     assert result["settings"]["num_images_predicted"] == 8
 
 
-def test_subprocess_help_and_error(tmp_path):
-    run = subprocess.run([sys.executable, "-m", "verl_hoi.evaluate", "--help"], capture_output=True, text=True)
-    assert run.returncode == 0 and "--score-policy" in run.stdout and "validation dump" in run.stdout
-    run = subprocess.run(
-        [sys.executable, "-m", "verl_hoi.evaluate", "--annotations", "x.json", "--predictions", "y"],
-        capture_output=True,
-        text=True,
-    )
-    assert run.returncode == 2 and run.stderr.startswith("error: --annotations: file not found")
+LINE_KEYS = [
+    *("file_name", "detections", "response", "frame", "image_size", "model_size", "min_pixels", "max_pixels"),
+    *("prefilled_think", "token_logprobs", "token_offsets", "human", "object", "hoi", "score"),
+]
+JSON_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.sampled_from(["", "original", "resized", "norm1000", "[]", NAME])
+)
+JSON_VALUES = st.recursive(
+    JSON_SCALARS,
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.sampled_from(LINE_KEYS), inner, max_size=6),
+    max_leaves=20,
+)
+
+
+VALID_LINES = [
+    {"file_name": NAME, "detections": [{"human": [1, 2, 30, 40], "object": [5, 6, 70, 80], "hoi": 245, "score": 0.5}]},
+    RESPONSE
+    | {
+        "response": '[{"human": [1, 2, 30, 40], "object": [5, 6, 70, 80], "object class": "bench", '
+        '"verb class": ["sit on"]}]',
+        "frame": "resized",
+        "model_size": [644, 420],
+        "min_pixels": 3136,
+        "max_pixels": 1003520,
+        "prefilled_think": False,
+        "token_logprobs": [-0.5, -1.0],
+        "token_offsets": [0, 3],
+    },
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(VALID_LINES),
+    st.dictionaries(st.sampled_from(LINE_KEYS), JSON_VALUES, max_size=3),
+    st.lists(st.sampled_from(LINE_KEYS), max_size=2),
+    st.sampled_from(POLICIES),
+)
+def test_any_json_line_is_read_or_refused_with_a_value_error(
+    valid: dict, changes: dict, removed: list, policy: str
+) -> None:
+    # a valid line with keys replaced by any JSON or removed: detections with finite boxes and no NaN
+    # score, or a ValueError naming the line (one error line), never another exception
+    line = {key: value for key, value in (valid | changes).items() if key not in removed}
+    if "detections" in changes and isinstance(changes["detections"], dict):
+        line["detections"] = [valid.get("detections", [{}])[0] | changes["detections"]]  # one detection changed
+    try:
+        dets = line_detections(line, score_policy=policy, image_size=(640, 427), where="p.jsonl: line 1")
+    except ValueError as error:
+        assert str(error).startswith(("p.jsonl: line 1: ", "unknown score policy"))
+        return
+    assert np.isfinite(dets.human).all() and np.isfinite(dets.object).all() and not np.isnan(dets.score).any()
+    assert ((dets.hoi >= 0) & (dets.hoi < NUM_HOI)).all()

@@ -7,6 +7,8 @@ So ``score = 0.2 * format + 0.4 * label + 0.4 * iou``.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -181,42 +183,160 @@ def test_verl_kwargs_are_ignored() -> None:
 
 BAD_OPTIONS = [
     # unknown option: the message lists the known ones
-    ({"formt_weight": 1}, r"unknown reward option\(s\) formt_weight; known options: format_weight, label_weight"),
+    (
+        {"formt_weight": 1},
+        "unknown reward option(s) formt_weight; known options: format_weight, label_weight, iou_weight, combine, "
+        "match_iou, object_weight, triplet_iou, max_pairs, require_think, prefilled_think",
+    ),
     # negative weight
-    ({"iou_weight": -1}, r"iou_weight must be a number >= 0; got -1"),
+    ({"iou_weight": -1}, "iou_weight must be a finite number >= 0; got -1"),
     # all weights zero
-    ({"format_weight": 0, "label_weight": 0, "iou_weight": 0}, "must not all be 0"),
-    # a string where a number belongs
-    ({"label_weight": "0.5"}, r"label_weight must be a number >= 0; got '0.5'"),
+    (
+        {"format_weight": 0, "label_weight": 0, "iou_weight": 0},
+        "format_weight, label_weight and iou_weight must not all be 0",
+    ),
+    # a string where a number belongs, even a numeric one
+    ({"label_weight": "0.5"}, "label_weight must be a finite number >= 0; got '0.5'"),
+    ({"label_weight": "1e999"}, "label_weight must be a finite number >= 0; got '1e999'"),
     # a bool is not a number here
-    ({"match_iou": True}, r"match_iou must be a number in \[0, 1\]"),
+    ({"match_iou": True}, "match_iou must be a finite number in [0, 1]; got True"),
+    ({"format_weight": False}, "format_weight must be a finite number >= 0; got False"),
+    ({"format_weight": np.bool_(True)}, "format_weight must be a finite number >= 0; got np.True_"),
+    # non-finite weights: a NaN or infinite total would make the score NaN
+    ({"format_weight": float("inf")}, "format_weight must be a finite number >= 0; got inf"),
+    ({"label_weight": float("-inf")}, "label_weight must be a finite number >= 0; got -inf"),
+    ({"iou_weight": float("nan")}, "iou_weight must be a finite number >= 0; got nan"),
+    ({"iou_weight": 1e999}, "iou_weight must be a finite number >= 0; got inf"),  # YAML's 1e999 is a float inf
+    ({"iou_weight": np.float32("inf")}, "iou_weight must be a finite number >= 0; got np.float32(inf)"),
+    # an integer too large for a float
+    ({"label_weight": 10**400}, f"label_weight must be a finite number >= 0; got {10**400}"),
+    # finite weights whose sum is not
+    (
+        {"format_weight": 1e308, "label_weight": 1e308, "iou_weight": 0},
+        "format_weight + label_weight + iou_weight must be finite; their sum overflows",
+    ),
+    # None is no number
+    ({"format_weight": None}, "format_weight must be a finite number >= 0; got None"),
     # unknown combination
     ({"combine": "max"}, "combine must be one of min, mean, product; got 'max'"),
     # out of range
-    ({"object_weight": 1.5}, r"object_weight must be a number in \[0, 1\]; got 1.5"),
-    ({"triplet_iou": 0}, r"triplet_iou must be in \(0, 1\]"),
-    ({"max_pairs": 0}, r"max_pairs must be an integer >= 1; got 0"),
-    ({"max_pairs": 2.5}, r"max_pairs must be an integer >= 1; got 2.5"),
+    ({"object_weight": 1.5}, "object_weight must be a finite number in [0, 1]; got 1.5"),
+    ({"triplet_iou": 0}, "triplet_iou must be in (0, 1]; got 0"),
+    ({"triplet_iou": float("inf")}, "triplet_iou must be a finite number in [0, 1]; got inf"),
+    ({"max_pairs": 0}, "max_pairs must be an integer >= 1; got 0"),
+    ({"max_pairs": 2.5}, "max_pairs must be an integer >= 1; got 2.5"),
+    ({"max_pairs": 3.0}, "max_pairs must be an integer >= 1; got 3.0"),  # a float, even integral, is no count
+    ({"max_pairs": "3"}, "max_pairs must be an integer >= 1; got '3'"),
+    # flags are booleans, not truthy values
     ({"prefilled_think": "yes"}, "prefilled_think must be true or false; got 'yes'"),
+    ({"prefilled_think": "false"}, "prefilled_think must be true or false; got 'false'"),
+    ({"prefilled_think": 0}, "prefilled_think must be true or false; got 0"),
+    ({"prefilled_think": None}, "prefilled_think must be true or false; got None"),
     ({"require_think": 1}, "require_think must be true, false or null; got 1"),
+    ({"require_think": 1.0}, "require_think must be true, false or null; got 1.0"),
+    ({"require_think": "false"}, "require_think must be true, false or null; got 'false'"),
     # NaN is no number in range
-    ({"match_iou": float("nan")}, r"match_iou must be a number in \[0, 1\]; got nan"),
+    ({"match_iou": float("nan")}, "match_iou must be a finite number in [0, 1]; got nan"),
     # a bool is not a count
-    ({"max_pairs": True}, r"max_pairs must be an integer >= 1; got True"),
+    ({"max_pairs": True}, "max_pairs must be an integer >= 1; got True"),
 ]
 
 
 @pytest.mark.parametrize(("options", "message"), BAD_OPTIONS)
 def test_bad_options_raise(options: dict, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         reward_config(**options)
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         compute_score("hico_det", respond(A), TRUTH, None, **options)
 
 
+BAD_EXTRA_INFO = [
+    # a string is not a boolean, whatever it says: "false" would be truthy
+    ({"prefilled_think": "false"}, "extra_info['prefilled_think'] must be true, false or null; got 'false'"),
+    ({"prefilled_think": "true"}, "extra_info['prefilled_think'] must be true, false or null; got 'true'"),
+    # numbers are not booleans either
+    ({"prefilled_think": 1}, "extra_info['prefilled_think'] must be true, false or null; got 1"),
+    ({"prefilled_think": 0.0}, "extra_info['prefilled_think'] must be true, false or null; got 0.0"),
+    ({"prefilled_think": [True]}, "extra_info['prefilled_think'] must be true, false or null; got [True]"),
+    # extra_info itself must be a mapping
+    ("index 3", "extra_info must be a mapping or None; got str"),
+    ([("prefilled_think", True)], "extra_info must be a mapping or None; got list"),
+]
+
+
+@pytest.mark.parametrize(("extra_info", "message"), BAD_EXTRA_INFO)
+def test_bad_extra_info_raises(extra_info: object, message: str) -> None:
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        compute_score("hico_det", respond(A), TRUTH, extra_info)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("prefilled", "expected"),
+    [
+        (None, 0.8),  # null: the option decides (false by default), so the missing <think> costs the format
+        (np.bool_(True), 1.0),  # a NumPy boolean is a boolean
+        (False, 0.8),  # false, said explicitly
+    ],
+)
+def test_extra_info_prefilled_think_values(prefilled: object, expected: float) -> None:
+    response = "two people</think><answer>" + TRUTH + "</answer>"
+    assert compute_score("hico_det", response, TRUTH, {"prefilled_think": prefilled})["score"] == pytest.approx(
+        expected
+    )
+
+
+FINITE_OR_NOT = (
+    st.floats()  # NaN and infinities included
+    | st.integers(min_value=-(10**400), max_value=10**400)
+    | st.booleans()
+    | st.none()
+    | st.sampled_from(["1", "0.5", "inf", "nan", "1e999", ""])
+    | st.floats(width=32).map(np.float32)
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(FINITE_OR_NOT, FINITE_OR_NOT, FINITE_OR_NOT, FINITE_OR_NOT, FINITE_OR_NOT, FINITE_OR_NOT)
+def test_score_is_never_nan(fw: object, lw: object, iw: object, match_iou: object, ow: object, tiou: object) -> None:
+    # any option value either is refused with a ValueError or gives scores in [0, 1]
+    options = {
+        "format_weight": fw,
+        "label_weight": lw,
+        "iou_weight": iw,
+        "match_iou": match_iou,
+        "object_weight": ow,
+        "triplet_iou": tiou,
+    }
+    try:
+        result = compute_score("hico_det", respond(A_PUSH, B), TRUTH, None, **options)
+    except ValueError:
+        return
+    check_result(result)
+
+
 def test_reward_config_accepts_numpy_numbers() -> None:
-    config = reward_config(match_iou=np.float64(0.25), max_pairs=np.int64(50))
-    assert config.match_iou == 0.25 and config.max_pairs == 50
+    config = reward_config(match_iou=np.float64(0.25), max_pairs=np.int64(50), prefilled_think=np.bool_(False))
+    assert (config.match_iou, config.max_pairs, config.prefilled_think) == (0.25, 50, False)
+    assert (type(config.match_iou), type(config.max_pairs), type(config.prefilled_think)) == (float, int, bool)
+
+
+def test_float32_weights_do_not_overflow_in_float32() -> None:
+    # 3 * 3e38 overflows float32 but not float64: the weights are kept as Python floats
+    big = np.float32(3e38)
+    result = compute_score(
+        "hico_det", respond(A_PUSH, B), TRUTH, None, format_weight=big, label_weight=big, iou_weight=big
+    )
+    assert result["score"] == pytest.approx((1 + 0.875 + 1) / 3)
+
+
+def test_cache_does_not_mix_equal_values_of_other_types() -> None:
+    # 3 == 3.0 and True == 1 hash alike; a config validated for one must not be returned for the other
+    assert reward_config(max_pairs=3).max_pairs == 3
+    with pytest.raises(ValueError, match=r"^max_pairs must be an integer >= 1; got 3\.0$"):
+        reward_config(max_pairs=3.0)
+    assert reward_config(prefilled_think=True).prefilled_think is True
+    with pytest.raises(ValueError, match="^prefilled_think must be true or false; got 1$"):
+        reward_config(prefilled_think=1)
 
 
 def test_reward_config_defaults_and_cache() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -51,7 +52,13 @@ def make_config(manager: str = "hoi", reward_kwargs: dict | None = None, custom:
     return OmegaConf.create({"reward": reward})
 
 
-def make_data(tokenizer, response: str, prompt: str = "Find every interaction.", extra_info: dict | None = None):
+def make_data(
+    tokenizer,
+    response: str,
+    prompt: str = "Find every interaction.",
+    extra_info: object = None,
+    ground_truth: str = TRUTH,
+):
     """One trajectory as the agent loop hands it over: left-padded prompt, right-padded response."""
     prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"][-PROMPT_LENGTH:]
     response_ids = tokenizer(response, add_special_tokens=False)["input_ids"][:RESPONSE_LENGTH]
@@ -69,7 +76,7 @@ def make_data(tokenizer, response: str, prompt: str = "Find every interaction.",
         },
         non_tensors={
             "data_source": np.array(["hico_det"], dtype=object),
-            "reward_model": np.array([{"style": "rule", "ground_truth": TRUTH}], dtype=object),
+            "reward_model": np.array([{"style": "rule", "ground_truth": ground_truth}], dtype=object),
             "extra_info": np.array([extra_info or {"index": 0, "prompt": "hoi_r1"}], dtype=object),
         },
     )
@@ -172,6 +179,44 @@ def test_prefilled_think_detected_from_prompt(tokenizer, prompt: str, extra_info
 def test_bad_reward_kwargs_fail_at_construction(tokenizer, reward_kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         load_reward_manager(make_config(reward_kwargs=reward_kwargs), tokenizer)
+
+
+ROW = {"index": 3, "file_name": "HICO_test2015_00000004.jpg", "prompt": "hoi_r1"}
+
+
+@pytest.mark.parametrize(
+    ("extra_info", "ground_truth", "message"),
+    [
+        # a string "false" is not false: the run stops and names the row
+        (
+            ROW | {"prefilled_think": "false"},
+            TRUTH,
+            "row index 3 (HICO_test2015_00000004.jpg): extra_info['prefilled_think'] must be true, false or null; "
+            "got 'false'",
+        ),
+        # an extra_info that is not a mapping at all
+        ("index 3", TRUTH, "a row's extra_info must be a mapping; got str: 'index 3'"),
+        # a ground truth that is not an answer list
+        (
+            ROW,
+            "no pairs",
+            "row index 3 (HICO_test2015_00000004.jpg): ground truth is not a valid answer JSON list: "
+            "no JSON list in the answer",
+        ),
+        # a row without index or file name is still named as well as it can be
+        ({"prefilled_think": 1}, TRUTH, "row: extra_info['prefilled_think'] must be true, false or null; got 1"),
+    ],
+)
+def test_bad_row_stops_the_run(tokenizer, extra_info: object, ground_truth: str, message: str) -> None:
+    manager = load_reward_manager(make_config(), tokenizer)
+    data = make_data(tokenizer, PERFECT, extra_info=extra_info, ground_truth=ground_truth)
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        run(manager, data)
+
+
+def test_reward_kwargs_that_are_not_a_mapping_fail_at_construction(tokenizer) -> None:
+    with pytest.raises(ValueError, match=r"^reward.reward_kwargs must map option names to values; got \[1, 2\]$"):
+        load_reward_manager(make_config(reward_kwargs=[1, 2]), tokenizer)
 
 
 def test_custom_function_is_used_when_configured(tokenizer) -> None:

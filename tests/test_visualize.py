@@ -66,19 +66,27 @@ def test_cli_with_responses(tmp_path, sample_images):
     assert (tmp_path / "v" / NAME).is_file()
 
 
-@pytest.mark.parametrize(
-    ("content", "extra", "message"),
-    [
-        (None, [], "--predictions: file not found"),  # no predictions file
-        (json.dumps({"file_name": NAME}) + "\n", [], "needs 'detections' or 'response'"),  # a line of neither kind
-        ("", ["--top", "0"], "--top and --limit must be >= 1"),  # nothing would be drawn
-    ],
-)
-def test_cli_errors(tmp_path, capsys, sample_images, content, extra, message):
+def test_an_interrupted_run_leaves_only_complete_drawings(tmp_path, monkeypatch, sample_images):
+    # Ctrl-C while the second drawing is being written: the first stays, the second's earlier drawing
+    # is untouched, and no temporary file is left behind.
+    other = "HICO_test2015_00000002.jpg"
     preds = tmp_path / "p.jsonl"
-    if content is not None:
-        preds.write_text(content)
-    code = main(["--predictions", str(preds), "--images", str(sample_images), "--out", str(tmp_path / "v"), *extra])
-    err = capsys.readouterr().err
-    last = err.splitlines()[-1]  # after the progress bar, if any
-    assert code == 2 and last.startswith("error: ") and message in last
+    preds.write_text("".join(json.dumps({"file_name": n, "detections": []}) + "\n" for n in (NAME, other)))
+    out = tmp_path / "vis"
+    out.mkdir()
+    (out / other).write_bytes(b"an earlier drawing")
+    save = Image.Image.save
+
+    def save_then_interrupt(self, fp, *args, **kwargs):
+        if other in str(fp):
+            Path(fp).write_bytes(b"half a JPEG")
+            raise KeyboardInterrupt
+        return save(self, fp, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "save", save_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        main(["--predictions", str(preds), "--images", str(sample_images), "--out", str(out)])
+    assert sorted(p.name for p in out.iterdir()) == [NAME, other]
+    assert (out / other).read_bytes() == b"an earlier drawing"
+    with Image.open(out / NAME) as drawn:
+        assert drawn.size == (640, 427)

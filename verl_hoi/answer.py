@@ -255,10 +255,12 @@ def _loads_list(text: str) -> list | None:
 # A bounded recursive-descent parser over regex tokens (each pattern linear: no nested or ambiguous repeats).
 _TOKEN = re.compile(
     r"""\s*(?:([\[\]{}:,])|"([^"\\]*(?:\\.[^"\\]*)*)"|'([^'\\]*(?:\\.[^'\\]*)*)'"""
-    r"""|([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|-?Infinity|NaN|true|false|null|True|False|None))"""
+    r"""|([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?(?:\d+|\s*\Z))?|-?Infinity|NaN|true|false|null|True|False|None))"""
 )
 _LITERALS = {"true": True, "false": False, "null": None, "True": True, "False": False, "None": None}
+# What the end of the text can leave of a token: the start of a literal, or of a number before its first digit.
 _PARTIAL = {word[:n] for word in (*_LITERALS, "NaN", "-Infinity", "Infinity") for n in range(1, len(word))}
+_PARTIAL |= {"+", ".", "+.", "-."}
 
 
 class _Incomplete(Exception):
@@ -291,6 +293,8 @@ class _Repair:
             return "", _string(double, False) if double is not None else _string(single, True)
         if scalar in _LITERALS:
             return "", _LITERALS[scalar]
+        if scalar.rstrip()[-1] in "eE+-":  # an exponent without digits, which _TOKEN takes only at the end
+            raise _Incomplete
         return "", float(scalar) if len(scalar) > 18 or not scalar.lstrip("+-").isdigit() else int(scalar)
 
     def value(self, depth: int, punct: str, value: object) -> object:

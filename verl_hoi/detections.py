@@ -41,6 +41,7 @@ __all__ = [
     "item_spans",
     "rank_scores",
     "response_detections",
+    "token_arrays",
     "triplets",
 ]
 
@@ -123,14 +124,45 @@ def item_spans(text: str) -> list[tuple[int, int]]:
     return spans
 
 
+def _array(values: object, name: str, integers: bool) -> np.ndarray:
+    """``values`` (a list, or a 1-D NumPy array) as float64, or int64 with ``integers``; bools, strings and
+    nulls are not numbers, and with ``integers`` neither are floats."""
+    kinds, types, what = ("iu", {int}, "integers") if integers else ("iuf", {int, float}, "numbers")
+    if isinstance(values, np.ndarray):
+        ok = values.ndim == 1 and values.dtype.kind in kinds
+    else:
+        ok = isinstance(values, (list, tuple)) and {type(v) for v in values} <= types
+    if not ok:
+        raise ValueError(f"{name} must be a list of {what}; got {values!r:.60}")
+    return np.asarray(values, dtype=np.int64 if integers else np.float64)
+
+
+def token_arrays(
+    text: str, token_logprobs: Sequence[float], token_offsets: Sequence[int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(logprobs, starts)`` of a response's generated tokens, checked against each other and ``text``.
+
+    Raises:
+        ValueError: not lists of numbers (offsets: integers), a log-probability that is not finite,
+            lengths that differ, offsets that decrease or lie outside ``[0, len(text)]``.
+    """
+    logprobs = _array(token_logprobs, "token_logprobs", integers=False)
+    starts = _array(token_offsets, "token_offsets", integers=True)
+    if len(logprobs) != len(starts):
+        raise ValueError(f"token_logprobs has {len(logprobs)} entries but token_offsets has {len(starts)}")
+    bad = np.flatnonzero(~np.isfinite(logprobs))
+    if len(bad):
+        raise ValueError(f"token_logprobs[{bad[0]}] is not a finite number: {logprobs[bad[0]]}")
+    if len(starts) and (starts[0] < 0 or starts[-1] > len(text) or (np.diff(starts) < 0).any()):
+        raise ValueError(f"token_offsets must not decrease and must lie in [0, {len(text)}] (the response's length)")
+    return logprobs, starts
+
+
 def _pair_confidences(
     text: str, pairs: Sequence[HOIPair], token_logprobs: Sequence[float], token_offsets: Sequence[int]
 ) -> np.ndarray:
     """``(len(pairs),)`` mean log-probability of the tokens overlapping each pair's item text."""
-    logprobs = np.asarray(token_logprobs, dtype=np.float64)
-    starts = np.asarray(token_offsets, dtype=np.int64)
-    if len(logprobs) != len(starts):
-        raise ValueError(f"token_logprobs has {len(logprobs)} entries but token_offsets has {len(starts)}")
+    logprobs, starts = token_arrays(text, token_logprobs, token_offsets)
     ends = np.r_[starts[1:], len(text)] if len(starts) else starts
 
     def mean_over(a: int, b: int) -> float:
@@ -175,7 +207,8 @@ def response_detections(
         max_per_image: keep this many best-scored triplets.
 
     Raises:
-        ValueError: an unknown or inapplicable policy, missing log-probabilities, a bad frame.
+        ValueError: an unknown or inapplicable policy, missing or bad log-probabilities
+            (:func:`token_arrays`), a bad frame.
     """
     if score_policy not in SCORE_POLICIES or score_policy == "given":
         raise ValueError(f"score policy {score_policy!r} does not apply to responses; use rank, constant or logprob")

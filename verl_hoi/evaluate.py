@@ -29,7 +29,14 @@ answer item; needs ``predict --logprobs``); ``auto`` (default): ``given`` for de
 ``--known-object-source`` names that file, else the images with box ground truth of the object.
 
 The table shows mAP and mean recall ×100 with two decimals; ``--json`` writes the same numbers at
-full precision with the settings used and the per-class AP, recall and ground-truth counts.
+full precision with the settings used and the per-class AP, recall and ground-truth counts. A subset
+without any class with ground truth (no rare class among the annotated images, say) has no mean:
+``n/a`` in the table, ``null`` in the JSON, and a line in ``notes`` says why.
+
+Prediction lines are checked value by value, nothing is coerced (``verl_hoi.predictions`` lists the
+rules); a mistake in any input ends the run with one ``error:`` line naming the file and the line,
+exit code 2. ``--json`` is checked before the evaluation starts: a folder, a missing folder or one of
+the inputs is refused, and the file is written whole or not at all.
 """
 
 from __future__ import annotations
@@ -45,7 +52,7 @@ from typing import Any
 
 import numpy as np
 
-from verl_hoi.cli import atomic_path, doc_parser, fail
+from verl_hoi.cli import UsageError, atomic_path, check_output_file, doc_parser, fail, refuse_overlap
 from verl_hoi.detections import MAX_PER_IMAGE
 from verl_hoi.evaluation import SETTINGS, SUBSETS, GroundTruth, HOIEval
 from verl_hoi.hicodet import load_annotations
@@ -65,12 +72,13 @@ def known_objects_from_anno_mat(path: str | Path, file_names: Sequence[str], spl
         ValueError: the file lacks those variables or misses an annotated image.
     """
     from scipy.io import loadmat
+    from scipy.io.matlab import MatReadError
 
     try:
         mat = loadmat(str(path), variable_names=[f"anno_{split}", f"list_{split}"])
         labels = np.asarray(mat[f"anno_{split}"], dtype=np.float64)
         names = [str(np.asarray(n).reshape(-1)[0]) for n in np.asarray(mat[f"list_{split}"]).reshape(-1)]
-    except (KeyError, ValueError, TypeError, OSError) as error:
+    except (KeyError, IndexError, ValueError, TypeError, OSError, NotImplementedError, MatReadError) as error:
         raise ValueError(f"{path}: not a HICO anno.mat with anno_{split} and list_{split} ({error})") from None
     if labels.shape != (NUM_HOI, len(names)):
         raise ValueError(f"{path}: anno_{split} has shape {labels.shape}, expected ({NUM_HOI}, {len(names)})")
@@ -102,9 +110,13 @@ def evaluate_predictions(
 
     Returns:
         ``{"default": {"full", "rare", "non_rare"}, "known_object": {...}, "recall": {setting: {...}},
-        "num_classes": {...}, "settings": {...}, "per_class": {"name", "npos", "ap": {setting: [600]},
-        "recall": {setting: [600]}}}``; mAP and recall in percent, full precision, ``None`` for
-        classes without ground truth.
+        "num_classes": {...}, "notes": [...], "settings": {...}, "per_class": {"name", "npos",
+        "ap": {setting: [600]}, "recall": {setting: [600]}}}``; mAP and recall in percent, full
+        precision, ``None`` for classes without ground truth and for subsets without such a class
+        (``notes`` says which).
+
+    Raises:
+        ValueError: a malformed annotation, predictions or ``anno.mat`` file (the message names it).
     """
     annotations = load_annotations(annotations_path, split)
     file_names = [record.file_name for record in annotations]
@@ -117,6 +129,15 @@ def evaluate_predictions(
     predictions = load_predictions(predictions_path, annotations, score_policy=score_policy, data=data)
     ev = HOIEval(gt, predictions.detections)
     result = ev.run()
+    result["notes"] = []
+    for name in SUBSETS:
+        if result["num_classes"][name] == 0:  # the mean over no class is undefined: NaN, written as null
+            for setting in SETTINGS:
+                result[setting][name] = result["recall"][setting][name] = None
+            result["notes"].append(
+                f"{name.replace('_', '-')}: no class of this subset has ground truth in these annotations, "
+                "so its mAP and mean recall are undefined (null)"
+            )
     result["settings"] = {
         "annotations": str(annotations_path),
         "predictions": str(predictions_path),
@@ -148,7 +169,8 @@ def format_table(result: dict[str, Any]) -> str:
     rows = [header]
     for setting in SETTINGS:
         for label, values in (("mAP", result[setting]), ("mRec", result["recall"][setting])):
-            rows.append(f"{titles[setting]:<14}{label:<8}" + "".join(f"{values[name]:>10.2f}" for name in SUBSETS))
+            cells = ("n/a" if values[name] is None else f"{values[name]:.2f}" for name in SUBSETS)
+            rows.append(f"{titles[setting]:<14}{label:<8}" + "".join(f"{cell:>10}" for cell in cells))
     s = result["settings"]
     n = result["num_classes"]
     rows += [
@@ -157,6 +179,7 @@ def format_table(result: dict[str, Any]) -> str:
         f"detections: {s['num_detections']}",
         f"score policy: {s['score_policy']}; known-object source: {s['known_object_source']}",
         f"frame: {s['frame']}",
+        *(f"note: {note}" for note in result["notes"]),
     ]
     return "\n".join(rows)
 
@@ -185,16 +208,35 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_arguments(args: argparse.Namespace) -> None:
+    """Every input is an existing file and ``--json`` can be written, before any work.
+
+    Raises:
+        UsageError: what is wrong, naming the option.
+    """
+    known = None if args.known_object_source == "boxes" else args.known_object_source
+    inputs = {
+        "--annotations": args.annotations,
+        "--predictions": args.predictions,
+        "--data": args.data,
+        "--known-object-source": known,
+    }
+    for option, value in inputs.items():
+        if value is not None and not Path(value).is_file():
+            problem = "is a folder, not a file" if Path(value).is_dir() else "file not found"
+            hint = " ('boxes' or HICO's anno.mat)" if option == "--known-object-source" else ""
+            raise UsageError(f"{option}: {problem}: {value}{hint}")
+    if args.json_out is not None:
+        check_output_file(args.json_out, "--json")
+        refuse_overlap({"--json": args.json_out}, inputs)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit code (2 on a user mistake)."""
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    for name, value in (("annotations", args.annotations), ("predictions", args.predictions), ("data", args.data)):
-        if value is not None and not Path(value).is_file():
-            return fail(f"--{name}: file not found: {value}")
-    if args.known_object_source != "boxes" and not Path(args.known_object_source).is_file():
-        return fail(f"--known-object-source: 'boxes' or an existing anno.mat, got {args.known_object_source}")
     try:
+        _check_arguments(args)
         result = evaluate_predictions(
             args.annotations,
             args.predictions,
@@ -203,11 +245,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             data=args.data,
             split=args.split,
         )
-    except (ValueError, FileNotFoundError) as error:
+    except (UsageError, ValueError) as error:
         return fail(error)
+    except OSError as error:  # an input that cannot be read (permissions, a device error)
+        return fail(f"{error.filename}: {error.strerror}" if error.filename else error)
+    if args.json_out is not None:
+        try:
+            write_json_atomic(args.json_out, result)
+        except OSError as error:  # checked before the work, yet the disk may be full
+            return fail(f"--json {args.json_out}: cannot be written: {error.strerror or error}")
     print(format_table(result))
-    if args.json_out:
-        write_json_atomic(args.json_out, result)
     return 0
 
 

@@ -350,7 +350,8 @@ class HOIEval:
         Returns:
             ``{setting: {"full", "rare", "non_rare"}, "recall": {setting: {...}},
             "num_classes": {"full", "rare", "non_rare"}}`` for each evaluated setting;
-            ``num_classes`` counts the classes with ground truth that the means cover.
+            ``num_classes`` counts the classes with ground truth that the means cover; a subset
+            where that count is 0 has no mean: ``nan`` (``verl_hoi.evaluate`` writes it as null).
         """
         if not self.ap:
             self.accumulate()

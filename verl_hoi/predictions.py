@@ -13,6 +13,13 @@ its lines, :func:`line_detections` scores one line and :func:`load_predictions` 
   the ground-truth answer, ties broken by the prompt text in ``input``, then by row order; only the
   first response of an image is kept.
 
+Values are checked as JSON reads them, nothing is coerced: a number is a JSON number (not a string,
+not ``true``), an integer has no fraction (``"hoi": 3.0`` is refused), a box is ``[x1, y1, x2, y2]``
+with ``x1 <= x2``, ``y1 <= y2`` and finite coordinates within ``±answer.MAX_COORD``, a ``score`` is a
+finite number, ``image_size`` / ``model_size`` are ``[width, height]`` integers >= 1 (``image_size``
+must be the annotated size of the image), ``prefilled_think`` is a boolean or null. Every error names
+the file and the line (and the detection).
+
 >>> line = {"file_name": "a.jpg", "detections": [{"human": [1, 1, 9, 9], "object": [5, 5, 20, 20], "hoi": 7}]}
 >>> dets = line_detections(line, score_policy="constant")
 >>> dets.hoi.tolist(), dets.score.tolist(), dets.object.tolist()
@@ -30,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from verl_hoi.answer import MAX_COORD
 from verl_hoi.detections import MAX_PER_IMAGE, SCORE_POLICIES, ImageDetections, rank_scores, response_detections
 from verl_hoi.evaluation import Detections
 from verl_hoi.frames import model_size as compute_model_size
@@ -45,6 +53,7 @@ POLICIES: tuple[str, ...] = ("auto", *SCORE_POLICIES)
 """Score policies a prediction line accepts: ``auto`` (``given`` for detections, ``rank`` for responses) and
 :data:`verl_hoi.detections.SCORE_POLICIES`."""
 _DUMP_KEYS = frozenset({"input", "output", "gts"})
+_NUMBER_TYPES = frozenset({int, float})  # a JSON number as it is read; bool is a type of its own
 
 
 def _check_policy(score_policy: str) -> None:
@@ -66,73 +75,140 @@ class PredictionSet:
         self.detections, self.score_policy, self.stats = detections, score_policy, stats
 
 
+def _box_problem(box: object) -> str:
+    """What is wrong with a detection's box, or ``""``."""
+    if not isinstance(box, list) or len(box) != 4 or not all(type(v) in _NUMBER_TYPES for v in box):
+        return f"must be [x1, y1, x2, y2], 4 numbers; got {box!r:.60}"
+    if not all(-MAX_COORD <= v <= MAX_COORD for v in box):
+        return f"{box!r:.60} has a coordinate that is not a finite number within ±{MAX_COORD:g}"
+    if box[2] < box[0] or box[3] < box[1]:
+        return f"{box!r:.60} has x2 < x1 or y2 < y1 (boxes are [x1, y1, x2, y2])"
+    return ""
+
+
+def _detection_problem(detection: object, given: bool) -> str:
+    """What is wrong with one detection (``score`` only with ``given``), or ``""``."""
+    if not isinstance(detection, dict):
+        return f"not an object; got {detection!r:.60}"
+    for key in ("human", "object", "hoi", *(("score",) if given else ())):
+        if key not in detection:
+            return f"no {key!r}" + (" (score policy 'given' ranks by it)" if key == "score" else "")
+    for key in ("human", "object"):
+        if problem := _box_problem(detection[key]):
+            return f"{key!r} {problem}"
+    hoi = detection["hoi"]
+    if type(hoi) is not int or not 0 <= hoi < NUM_HOI:
+        return f"'hoi' must be an integer in [0, {NUM_HOI}) (a 0-based HOI class); got {hoi!r:.60}"
+    score = detection.get("score")
+    if given and (type(score) not in _NUMBER_TYPES or not np.isfinite(score)):
+        return f"'score' must be a finite number; got {score!r:.60}"
+    return ""
+
+
+def _detection_table(items: list, given: bool) -> np.ndarray | None:
+    """``(n, 10)`` float64 rows ``human, object, score, hoi`` when every detection is valid, else None.
+
+    The same checks as :func:`_detection_problem`, on whole columns: this runs on every detection of a file.
+    """
+    try:
+        rows = [[*d["human"], *d["object"], d["score"] if given else 0, d["hoi"]] for d in items]
+    except (KeyError, TypeError):
+        return None
+    if any(len(row) != 10 for row in rows):
+        return None
+    if {type(v) for row in rows for v in row[:9]} - _NUMBER_TYPES or {type(row[9]) for row in rows} - {int}:
+        return None
+    table = np.array(rows, dtype=np.float64).reshape(len(items), 10)
+    boxes, score, hoi = table[:, :8], table[:, 8], table[:, 9]
+    valid = (
+        (np.abs(boxes) <= MAX_COORD).all()  # NaN fails too
+        and (boxes[:, 2::4] >= boxes[:, 0::4]).all()
+        and (boxes[:, 3::4] >= boxes[:, 1::4]).all()
+        and np.isfinite(score).all()
+        and ((hoi >= 0) & (hoi < NUM_HOI)).all()
+    )
+    return table if valid else None
+
+
 def _detection_line(line: dict, where: str, policy: str) -> ImageDetections:
     """The detections of a ``{"file_name", "detections"}`` line, scored by ``policy``."""
     items = line["detections"]
     if not isinstance(items, list):
-        raise ValueError(f"{where}: 'detections' must be a list of objects")
+        raise ValueError(f"{where}: 'detections' must be a list of objects; got {items!r:.60}")
     if policy == "logprob":
         raise ValueError(f"{where}: score policy 'logprob' needs responses, not detections")
-    given = policy == "given"
-    try:  # one pass and one array per line: this loop dominates reading a million detections
-        rows = [[*d["human"], *d["object"], d["hoi"], d["score"] if given else 0] for d in items]
-        table = np.array(rows, dtype=np.float64).reshape(len(items), 10)
-    except (KeyError, TypeError, ValueError):
-        needed = "'human' and 'object' boxes of 4 numbers, an integer 'hoi'" + (" and a 'score'" if given else "")
-        raise ValueError(f"{where}: every detection needs {needed}") from None
-    hoi = table[:, 8]
-    if not ((hoi == np.floor(hoi)) & (hoi >= 0) & (hoi < NUM_HOI)).all():
-        raise ValueError(f"{where}: 'hoi' must be an integer in [0, {NUM_HOI})")
-    if not np.isfinite(table[:, :8]).all():
-        raise ValueError(f"{where}: boxes must be finite")
+    table = _detection_table(items, policy == "given")
+    if table is None:
+        problems = (
+            f"detection {k}: {p}" for k, d in enumerate(items) if (p := _detection_problem(d, policy == "given"))
+        )
+        raise ValueError(f"{where}: {next(problems, 'a detection is malformed')}")
     if policy == "given":
-        score = table[:, 9]
-        if np.isnan(score).any():
-            raise ValueError(f"{where}: a score is NaN")
+        score = table[:, 8]
     elif policy == "rank":
         score = rank_scores(len(items))
     else:
         score = np.ones(len(items))
-    return ImageDetections(hoi.astype(np.int64), table[:, :4], table[:, 4:8], score)
+    return ImageDetections(table[:, 9].astype(np.int64), table[:, :4], table[:, 4:8], score)
 
 
 def _size(value: Any, name: str, where: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{where}: {name!r} must be [width, height]") from None
-    return w, h
+    """``[width, height]``, two integers >= 1."""
+    if not isinstance(value, list) or len(value) != 2 or any(type(v) is not int or v < 1 for v in value):
+        raise ValueError(f"{where}: {name!r} must be [width, height], two integers >= 1; got {value!r:.60}")
+    return value[0], value[1]
 
 
 def _response_line(line: dict, image_size: tuple[int, int] | None, where: str, policy: str) -> ImageDetections:
     if policy == "given":
         raise ValueError(f"{where}: score policy 'given' needs detections with scores, not responses")
+    response = line["response"]
+    if not isinstance(response, str):
+        raise ValueError(f"{where}: 'response' must be the model's text; got {response!r:.60}")
     frame = line.get("frame")
     if not isinstance(frame, str):
         raise ValueError(f"{where}: a response line needs its 'frame' (and 'image_size', 'model_size')")
     if "image_size" in line:
-        image_size = _size(line["image_size"], "image_size", where)
+        line_size = _size(line["image_size"], "image_size", where)
+        if image_size is not None and line_size != tuple(image_size):
+            raise ValueError(
+                f"{where}: 'image_size' {list(line_size)} is not the image's size {list(image_size)} "
+                "(a prediction for another image, or for a resized copy?)"
+            )
+        image_size = line_size
     elif image_size is None:
         raise ValueError(f"{where}: a response line needs its 'image_size'")
     if "model_size" in line:
         size = _size(line["model_size"], "model_size", where)
     elif "min_pixels" in line and "max_pixels" in line:
-        size = compute_model_size(image_size, int(line["min_pixels"]), int(line["max_pixels"]))
+        budget = line["min_pixels"], line["max_pixels"]
+        if any(type(v) is not int or v < 1 for v in budget):
+            raise ValueError(f"{where}: 'min_pixels' and 'max_pixels' must be integers >= 1; got {list(budget)!r:.60}")
+        try:
+            size = compute_model_size(image_size, *budget)
+        except ValueError as error:
+            raise ValueError(f"{where}: {error}") from None
     elif frame == "resized":
         raise ValueError(f"{where}: frame 'resized' needs 'model_size' (or 'min_pixels' and 'max_pixels')")
     else:
         size = image_size
-    return response_detections(
-        line["response"],
-        frame=frame,
-        image_size=image_size,
-        model_size=size,
-        score_policy=policy,
-        token_logprobs=line.get("token_logprobs"),
-        token_offsets=line.get("token_offsets"),
-        prefilled_think=bool(line.get("prefilled_think", False)),
-        max_per_image=MAX_PER_IMAGE,
-    )
+    prefilled = line.get("prefilled_think")
+    if prefilled is not None and type(prefilled) is not bool:
+        raise ValueError(f"{where}: 'prefilled_think' must be true, false or null; got {prefilled!r:.60}")
+    try:
+        return response_detections(
+            response,
+            frame=frame,
+            image_size=image_size,
+            model_size=size,
+            score_policy=policy,
+            token_logprobs=line.get("token_logprobs"),
+            token_offsets=line.get("token_offsets"),
+            prefilled_think=bool(prefilled),
+            max_per_image=MAX_PER_IMAGE,
+        )
+    except ValueError as error:  # an unknown frame, missing or bad log-probabilities
+        raise ValueError(f"{where}: {error}") from None
 
 
 def line_detections(
@@ -143,11 +219,12 @@ def line_detections(
     Args:
         line: a ``{"file_name", "detections"}`` or ``{"file_name", "response", frame metadata}`` object.
         score_policy: one of :data:`POLICIES` (``auto``: ``given`` for detections, ``rank`` for responses).
-        image_size: ``(w, h)`` of the original image when the line does not carry it.
+        image_size: ``(w, h)`` of the original image (from the annotations or the image file); a
+            response line's own ``image_size`` must agree with it, and is used when this is None.
         where: prefix of error messages, e.g. ``"preds.jsonl: line 3"``.
 
     Raises:
-        ValueError: a malformed line or a policy that does not apply to it.
+        ValueError: a malformed line (see the module docstring) or a policy that does not apply to it.
     """
     _check_policy(score_policy)
     if "detections" in line:
@@ -157,33 +234,70 @@ def line_detections(
     raise ValueError(f"{where}: a line needs 'detections' or 'response'")
 
 
-def _dump_lines(lines: list[tuple[int, dict]], data: str | Path | None, stats: dict) -> list[tuple[int, dict]]:
-    """Turn verl validation-dump lines into response lines with the parquet rows' metadata."""
-    if data is None:
-        raise ValueError("the predictions are a verl validation dump: pass --data with the parquet it validated on")
+def _read_dump_rows(data: str | Path) -> list[dict]:
+    """The rows of the parquet a validation dump was made on, each checked for what matching needs."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pq.read_table(data, columns=["prompt", "reward_model", "extra_info"]).to_pylist()
+    try:
+        table = pq.read_table(data, columns=["prompt", "reward_model", "extra_info"]).to_pylist()
+    except (OSError, pa.ArrowException) as error:
+        reason = " ".join(str(error).split())  # pyarrow's messages span lines
+        raise ValueError(
+            f"{data}: not a parquet with 'prompt', 'reward_model' and 'extra_info' columns ({reason})"
+        ) from None
+    for r, row in enumerate(table):
+        reward, extra, prompt = row["reward_model"], row["extra_info"], row["prompt"]
+        if not isinstance(reward, dict) or not isinstance(reward.get("ground_truth"), str):
+            raise ValueError(f"{data}: row {r}: reward_model.ground_truth must be the answer text; got {reward!r:.60}")
+        if not isinstance(extra, dict) or (extra.get("index") is not None and type(extra["index"]) is not int):
+            raise ValueError(f"{data}: row {r}: extra_info must hold the row's metadata, its index an integer")
+        if not isinstance(prompt, list) or not all(
+            isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in prompt
+        ):
+            raise ValueError(f"{data}: row {r}: prompt must be a list of {{role, content}} messages")
+    return table
+
+
+def _dump_lines(
+    path: str | Path, lines: list[tuple[int, dict]], data: str | Path | None, stats: dict
+) -> list[tuple[int, dict]]:
+    """Turn verl validation-dump lines into response lines with the parquet rows' metadata."""
+    if data is None:
+        raise ValueError(
+            f"{path}: the predictions are a verl validation dump: pass --data with the parquet it validated on"
+        )
+    table = _read_dump_rows(data)
     rows_by_gt: dict[str, list[int]] = {}
     rows_by_index: dict[int, int] = {}
     for r, row in enumerate(table):
         rows_by_gt.setdefault(row["reward_model"]["ground_truth"], []).append(r)
-        rows_by_index[int(row["extra_info"]["index"])] = r
+        index = row["extra_info"].get("index")
+        if index is not None and rows_by_index.setdefault(index, r) != r:
+            raise ValueError(f"{data}: row {r}: index {index} is also the index of row {rows_by_index[index]}")
     used: set[int] = set()
-    converted, ambiguous, repeats, unmatched = [], 0, 0, 0
+    converted, ambiguous, repeats, unmatched = [], 0, 0, []
     for number, line in lines:
-        if "index" in line and int(line["index"]) in rows_by_index:
-            candidates = [rows_by_index[int(line["index"])]]
+        where = f"{path}: line {number}"
+        if not line.keys() >= _DUMP_KEYS:
+            raise ValueError(f"{where}: not a line of a verl validation dump (needs 'input', 'output' and 'gts')")
+        for key in ("input", "output"):
+            if not isinstance(line[key], str):
+                raise ValueError(f"{where}: {key!r} must be text; got {line[key]!r:.60}")
+        index = line.get("index")
+        if index is not None and type(index) is not int:
+            raise ValueError(f"{where}: 'index' must be an integer; got {index!r:.60}")
+        if index in rows_by_index:
+            candidates = [rows_by_index[index]]
         else:
             gts = line["gts"] if isinstance(line["gts"], str) else json.dumps(line["gts"])
             candidates = rows_by_gt.get(gts, [])
             if len(candidates) > 1:
-                text = str(line.get("input", ""))
-                by_prompt = [r for r in candidates if _prompt_text(table[r]) in text]
+                by_prompt = [r for r in candidates if _prompt_text(table[r]) in line["input"]]
                 candidates = by_prompt or candidates
-                ambiguous += len({table[r]["extra_info"]["file_name"] for r in candidates}) > 1
+                ambiguous += len({table[r]["extra_info"].get("file_name") for r in candidates}) > 1
         if not candidates:
-            unmatched += 1
+            unmatched.append(number)
             continue
         free = [r for r in candidates if r not in used]
         if not free:
@@ -191,11 +305,15 @@ def _dump_lines(lines: list[tuple[int, dict]], data: str | Path | None, stats: d
             continue
         row = free[0]
         used.add(row)
-        meta = table[row]["extra_info"]
-        prefilled = str(line.get("input", "")).rstrip().endswith("<think>")  # the template opened the block
-        converted.append((number, {**meta, "response": line["output"], "prefilled_think": prefilled}))
+        prefilled = line["input"].rstrip().endswith("<think>")  # the template opened the block
+        converted.append(
+            (number, {**table[row]["extra_info"], "response": line["output"], "prefilled_think": prefilled})
+        )
     if unmatched:
-        raise ValueError(f"{unmatched} dump line(s) match no row of {data} (another parquet or frame?)")
+        raise ValueError(
+            f"{path}: line {unmatched[0]}: matches no row of {data} (another parquet or frame?); "
+            f"{len(unmatched)} line(s) in all"
+        )
     stats.update(dump_lines=len(lines), dump_ambiguous=ambiguous, dump_repeats_skipped=repeats)
     if ambiguous:
         logger.warning(
@@ -226,16 +344,19 @@ def load_predictions(
         data: the parquet a verl validation dump was made on (only for dumps).
 
     Raises:
-        ValueError: malformed lines, unknown or repeated file names, an inapplicable policy.
+        ValueError: no lines, malformed lines, unknown or repeated file names, an inapplicable policy
+            (the message names the file and the line).
     """
     _check_policy(score_policy)
     index = {record.file_name: i for i, record in enumerate(annotations)}
     lines: Iterator[tuple[int, dict]] | list[tuple[int, dict]] = iter_jsonl(path)
     stats: dict[str, Any] = {}
     first = next(lines, None)
-    if first is not None and first[1].keys() >= _DUMP_KEYS:
-        lines = _dump_lines([first, *lines], data, stats)
-    elif first is not None:
+    if first is None:
+        raise ValueError(f"{path}: no prediction lines (the file is empty or blank)")
+    if first[1].keys() >= _DUMP_KEYS:
+        lines = _dump_lines(path, [first, *lines], data, stats)
+    else:
         lines = itertools.chain([first], lines)
     num_lines = 0
     per_image: dict[int, ImageDetections] = {}
@@ -246,7 +367,11 @@ def load_predictions(
     for number, line in lines:
         num_lines += 1
         where = f"{path}: line {number}"
-        name = line.get("file_name")
+        if "file_name" not in line:
+            raise ValueError(f"{where}: a line needs its 'file_name'")
+        name = line["file_name"]
+        if not isinstance(name, str):
+            raise ValueError(f"{where}: 'file_name' must be a string; got {name!r:.60}")
         if name not in index:
             raise ValueError(f"{where}: file name {name!r} is not in the annotations")
         image = index[name]

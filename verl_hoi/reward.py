@@ -78,10 +78,14 @@ _VERL_KWARGS = frozenset({"reward_router_address", "reward_model_tokenizer"})
 class RewardConfig:
     """Reward options (verl: ``+reward.reward_kwargs.<name>=<value>``), validated on construction.
 
+    Numbers must be real numbers (int or float, NumPy scalars included), finite and in range; a
+    boolean or a string is not a number. Flags must be booleans.
+
     Attributes:
-        format_weight: weight of the format score in ``score`` (>= 0).
-        label_weight: weight of the label score (>= 0).
-        iou_weight: weight of the IoU score (>= 0); the three weights must not all be 0.
+        format_weight: weight of the format score in ``score`` (finite, >= 0).
+        label_weight: weight of the label score (finite, >= 0).
+        iou_weight: weight of the IoU score (finite, >= 0); the three weights must not all be 0, and
+            their sum must be finite.
         combine: how a pair's human and object IoUs merge for matching: ``min``, ``mean`` or ``product``.
         match_iou: least merged IoU for a Hungarian match to count, in [0, 1].
         object_weight: share of object agreement in a matched pair's label score, the rest is verb F1; [0, 1].
@@ -109,8 +113,11 @@ class RewardConfig:
     def __post_init__(self) -> None:
         for name in ("format_weight", "label_weight", "iou_weight"):
             _check_number(name, getattr(self, name), 0.0, math.inf)
-        if self.format_weight + self.label_weight + self.iou_weight <= 0:
+        total = float(self.format_weight) + float(self.label_weight) + float(self.iou_weight)
+        if total <= 0:
             raise ValueError("format_weight, label_weight and iou_weight must not all be 0")
+        if total == math.inf:
+            raise ValueError("format_weight + label_weight + iou_weight must be finite; their sum overflows")
         if self.combine not in COMBINE:
             raise ValueError(f"combine must be one of {', '.join(COMBINE)}; got {self.combine!r}")
         _check_number("match_iou", self.match_iou, 0.0, 1.0)
@@ -121,16 +128,37 @@ class RewardConfig:
         count = self.max_pairs
         if isinstance(count, bool) or not isinstance(count, numbers.Integral) or count < 1:
             raise ValueError(f"max_pairs must be an integer >= 1; got {self.max_pairs!r}")
-        if self.require_think not in (None, True, False) or type(self.require_think) is int:
-            raise ValueError(f"require_think must be true, false or null; got {self.require_think!r}")
-        if type(self.prefilled_think) is not bool:
-            raise ValueError(f"prefilled_think must be true or false; got {self.prefilled_think!r}")
+        if self.require_think is not None:
+            _check_flag("require_think", self.require_think, "true, false or null")
+        _check_flag("prefilled_think", self.prefilled_think)
+        # Stored as Python numbers: NumPy scalars would compute the score in their own precision (float32 overflows).
+        for name in ("format_weight", "label_weight", "iou_weight", "match_iou", "object_weight", "triplet_iou"):
+            object.__setattr__(self, name, float(getattr(self, name)))
+        object.__setattr__(self, "max_pairs", int(count))
+        if self.require_think is not None:
+            object.__setattr__(self, "require_think", bool(self.require_think))
+        object.__setattr__(self, "prefilled_think", bool(self.prefilled_think))
 
 
 def _check_number(name: str, value: object, low: float, high: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not low <= value <= high:
+    """``value`` is a finite real number in ``[low, high]`` (``high`` may be infinity: no upper bound)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not low <= _finite_or_nan(value) <= high:
         bounds = f">= {low:g}" if high == math.inf else f"in [{low:g}, {high:g}]"
-        raise ValueError(f"{name} must be a number {bounds}; got {value!r}")
+        raise ValueError(f"{name} must be a finite number {bounds}; got {value!r}")
+
+
+def _finite_or_nan(value: numbers.Real) -> float:
+    """``float(value)`` when finite, else NaN (in no range): infinities and integers too large for a float."""
+    try:
+        number = float(value)
+    except OverflowError:
+        return math.nan
+    return number if math.isfinite(number) else math.nan
+
+
+def _check_flag(name: str, value: object, allowed: str = "true or false") -> None:
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be {allowed}; got {value!r}")
 
 
 _FIELDS = tuple(field.name for field in fields(RewardConfig))
@@ -151,15 +179,17 @@ def reward_config(**kwargs: Any) -> RewardConfig:
     options = {key: value for key, value in kwargs.items() if key not in _VERL_KWARGS}
     if not options:
         return DEFAULT_CONFIG
+    # The key holds each value's type: 1 == True == 1.0 must not reuse a config validated for another type.
+    key = tuple((name, type(value), value) for name, value in sorted(options.items()))
     try:
-        return _cached_config(tuple(sorted(options.items())))
+        return _cached_config(key)
     except TypeError:  # an unhashable value: validate without the cache
         return _make_config(options)
 
 
 @lru_cache(maxsize=64)
-def _cached_config(items: tuple[tuple[str, Any], ...]) -> RewardConfig:
-    return _make_config(dict(items))
+def _cached_config(items: tuple[tuple[str, type, Any], ...]) -> RewardConfig:
+    return _make_config({name: value for name, _, value in items})
 
 
 def _make_config(options: dict[str, Any]) -> RewardConfig:
@@ -304,8 +334,8 @@ def compute_score(
         solution_str: the decoded response; any text (never raises on it).
         ground_truth: the answer JSON of the ground-truth pairs in the frame the model answers in
             (what ``verl_hoi.answer.render_answer`` writes). Parsed once and cached.
-        extra_info: the row's ``extra_info``; ``extra_info["prefilled_think"]`` (bool), when present,
-            overrides the ``prefilled_think`` option; ``extra_info["prompt"]`` (a template name) decides
+        extra_info: the row's ``extra_info`` (a mapping); ``extra_info["prefilled_think"]`` (a boolean), when
+            not None, overrides the ``prefilled_think`` option; ``extra_info["prompt"]`` (a template name) decides
             whether a think block is required when ``require_think`` is None.
         **kwargs: :class:`RewardConfig` options; verl's own ``reward_router_address`` and
             ``reward_model_tokenizer`` are ignored.
@@ -318,7 +348,8 @@ def compute_score(
         ``num_duplicates`` (repeated predicted pairs) as ints.
 
     Raises:
-        ValueError: a bad option or a ground truth that is not a valid answer JSON list.
+        ValueError: a bad option, a ground truth that is not a valid answer JSON list, an ``extra_info``
+            that is not a mapping or whose ``prefilled_think`` is not a boolean.
     """
     config = reward_config(**kwargs)
     if not isinstance(ground_truth, str):
@@ -326,8 +357,12 @@ def compute_score(
     truth = _ground_truth(ground_truth)
     prefilled, require_think = config.prefilled_think, config.require_think
     if extra_info is not None:
-        if extra_info.get("prefilled_think") is not None:
-            prefilled = bool(extra_info["prefilled_think"])
+        if not isinstance(extra_info, Mapping):
+            raise ValueError(f"extra_info must be a mapping or None; got {type(extra_info).__name__}")
+        row_prefilled = extra_info.get("prefilled_think")
+        if row_prefilled is not None:
+            _check_flag("extra_info['prefilled_think']", row_prefilled, "true, false or null")
+            prefilled = bool(row_prefilled)
         if require_think is None:
             require_think = _prompt_thinks(extra_info.get("prompt"))
     # An image may hold more pairs than max_pairs: answering all of them is not flooding.

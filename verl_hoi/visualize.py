@@ -9,19 +9,28 @@ blue, the object box in orange, a line between their centres and a numbered tag;
 pair's labels with scores (``1 hold bicycle 1.00, ride bicycle 0.93``). With ``--annotations`` the
 image's ground-truth pairs are drawn in green, tagged ``G1``, ``G2``, ... Missing images are
 reported and skipped.
+
+Everything is checked before the first image is written: the prediction lines (as ``verl_hoi.evaluate``
+checks them; a line's ``image_size`` must be the image's), each image (decoded in full: a truncated,
+corrupt or oversized file is an error naming it), and ``--out``, which must not be the ``--images``
+folder or a file. A mistake ends the run with one ``error:`` line and exit code 2. Each drawing is
+written to a temporary file and renamed, so an interrupted run leaves only complete drawings.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from verl_hoi.cli import atomic_path, doc_parser, fail
+from verl_hoi.cli import UsageError, atomic_path, doc_parser, fail, positive_int, refuse_overlap
+from verl_hoi.convert import read_image
 from verl_hoi.detections import ImageDetections
 from verl_hoi.hicodet import ImageAnnotation, load_annotations
 from verl_hoi.jsonl import iter_jsonl
@@ -105,12 +114,73 @@ def _parser() -> argparse.ArgumentParser:
     parser = doc_parser("python -m verl_hoi.visualize", __doc__)
     parser.add_argument("--predictions", required=True, help="predictions JSONL (verl_hoi.predict or detections)")
     parser.add_argument("--images", required=True, help="folder with the original images")
-    parser.add_argument("--out", required=True, help="output folder (created if needed)")
+    parser.add_argument("--out", required=True, help="output folder (created if needed; not the --images folder)")
     parser.add_argument("--annotations", help="also draw the ground truth (anno_bbox.mat or instances json)")
-    parser.add_argument("--top", type=int, default=10, help="best-scored triplets drawn per image (default 10)")
+    parser.add_argument(
+        "--top", type=positive_int, default=10, help="best-scored triplets drawn per image (default 10)"
+    )
     parser.add_argument("--score-policy", choices=POLICIES, default="auto", help="how triplets are ranked")
-    parser.add_argument("--limit", type=int, help="only the first N lines")
+    parser.add_argument("--limit", type=positive_int, help="only the first N lines")
     return parser
+
+
+def _check_arguments(args: argparse.Namespace) -> None:
+    """The inputs exist and ``--out`` is a folder that is not an input, before any work.
+
+    Raises:
+        UsageError: what is wrong, naming the option.
+    """
+    for option, value in (("--predictions", args.predictions), ("--annotations", args.annotations)):
+        if value is not None and not Path(value).is_file():
+            raise UsageError(
+                f"{option}: {'is a folder, not a file' if Path(value).is_dir() else 'file not found'}: {value}"
+            )
+    if not Path(args.images).is_dir():
+        raise UsageError(f"--images: not a folder: {args.images}")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: is a file, not a folder")
+    refuse_overlap(
+        {"--out": out}, {"--images": args.images, "--predictions": args.predictions, "--annotations": args.annotations}
+    )
+    if out.is_dir() and not os.access(out, os.W_OK):
+        raise UsageError(f"--out {out}: folder is not writable")
+
+
+def _plan(args: argparse.Namespace, truth: dict[str, ImageAnnotation]) -> tuple[list[tuple[str, ImageDetections]], int]:
+    """``([(file name, detections)], missing images)`` of the lines to draw, every line and image checked.
+
+    Raises:
+        ValueError: a prediction mistake, an image that cannot be read or whose size is not the annotated
+            one (the message names the file).
+    """
+    lines = iter_jsonl(args.predictions)
+    first = next(lines, None)
+    if first is None:
+        raise ValueError(f"{args.predictions}: no prediction lines (the file is empty or blank)")
+    jobs: list[tuple[str, ImageDetections]] = []
+    seen: dict[str, int] = {}
+    missing = 0
+    for number, line in itertools.islice(itertools.chain([first], lines), args.limit):
+        where = f"{args.predictions}: line {number}"
+        name = line.get("file_name")
+        if not isinstance(name, str) or name in ("", ".", "..") or any(c in name for c in "/\\\0"):
+            raise ValueError(f"{where}: 'file_name' must be an image's file name; got {name!r:.60}")
+        if name in seen:
+            raise ValueError(f"{where}: {name} was already drawn from line {seen[name]}")
+        seen[name] = number
+        path = Path(args.images) / name
+        if not path.is_file():
+            missing += 1
+            continue
+        _, size = read_image(path, "path")
+        record = truth.get(name)
+        if record is not None and (record.width, record.height) != size:
+            raise ValueError(
+                f"{path}: image is {size[0]}x{size[1]} but {args.annotations} says {record.width}x{record.height}"
+            )
+        jobs.append((name, line_detections(line, score_policy=args.score_policy, image_size=size, where=where)))
+    return jobs, missing
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -120,34 +190,26 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
-    if not Path(args.predictions).is_file():
-        return fail(f"--predictions: file not found: {args.predictions}")
-    if not Path(args.images).is_dir():
-        return fail(f"--images: not a folder: {args.images}")
-    if args.top < 1 or (args.limit is not None and args.limit < 1):
-        return fail("--top and --limit must be >= 1")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     try:
+        _check_arguments(args)
         truth = {a.file_name: a for a in load_annotations(args.annotations)} if args.annotations else {}
-        lines = list(iter_jsonl(args.predictions))[: args.limit]
-        missing = drawn = 0
-        for number, line in tqdm(lines, desc="visualize", unit="image"):
-            name = str(line.get("file_name", ""))
-            path = Path(args.images) / name
-            if not name or not path.is_file():
-                missing += 1
-                continue
-            with Image.open(path) as image:
-                where = f"{args.predictions}: line {number}"
-                dets = line_detections(line, score_policy=args.score_policy, image_size=image.size, where=where)
-                _save_atomic(draw(image, dets, truth.get(name), args.top), out / Path(name).name)
-            drawn += 1
-    except (ValueError, FileNotFoundError) as error:
+        jobs, missing = _plan(args, truth)
+    except (UsageError, ValueError) as error:
         return fail(error)
+    except OSError as error:  # an input that cannot be read (permissions, a device error)
+        return fail(f"{error.filename}: {error.strerror}" if error.filename else error)
     if missing:
         logger.warning("%d image(s) not found in %s", missing, args.images)
-    logger.info("%d image(s) drawn into %s", drawn, out)
+    out = Path(args.out)
+    try:
+        if jobs:
+            out.mkdir(parents=True, exist_ok=True)
+        for name, dets in tqdm(jobs, desc="visualize", unit="image"):
+            with Image.open(Path(args.images) / name) as image:
+                _save_atomic(draw(image, dets, truth.get(name), args.top), out / name)
+    except OSError as error:  # a full disk, or an image changed since it was checked
+        return fail(f"{error.filename or out}: {error.strerror or error}")
+    logger.info("%d image(s) drawn into %s", len(jobs), out)
     return 0
 
 

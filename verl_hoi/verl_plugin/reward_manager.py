@@ -9,13 +9,17 @@ is configured (``reward.custom_reward_function.path``): then that function is ca
 
 When the prompt ends with ``<think>`` (a chat template that opens the think block itself), the
 manager tells the reward so through ``extra_info["prefilled_think"]``, unless the row already says.
+
+A row the HOI reward cannot score (an ``extra_info`` that is not a mapping, a ``prefilled_think`` that
+is not a boolean, a ground truth that is not an answer list) stops the run with a ``ValueError`` that
+names the row (``extra_info``'s ``index`` and ``file_name``), never a silent score of 0.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
@@ -71,8 +75,11 @@ class HOIRewardManager(RewardManagerBase):
             options = reward.get("reward_kwargs") or {}
             if isinstance(options, DictConfig):
                 options = OmegaConf.to_container(options, resolve=True)
+            if not isinstance(options, Mapping):
+                raise ValueError(f"reward.reward_kwargs must map option names to values; got {options!r}")
             reward_config(**options)  # fail now on a bad option
             self.compute_score = partial(hoi_compute_score, **options)
+        self._custom = bool(custom)
         self.is_async_reward_score = inspect.iscoroutinefunction(self.compute_score)
 
     async def run_single(self, data: DataProto) -> dict[str, Any]:
@@ -88,7 +95,10 @@ class HOIRewardManager(RewardManagerBase):
         response_ids = response_ids[: int(attention_mask[-response_length:].sum())]  # right-padded
         prompt_tail = prompt_ids[-min(int(attention_mask[:prompt_length].sum()), _PROMPT_TAIL_TOKENS) :]  # left-padded
 
-        extra_info = dict(item.non_tensor_batch.get("extra_info") or {})
+        row_info = item.non_tensor_batch.get("extra_info")
+        if row_info is not None and not isinstance(row_info, Mapping):
+            raise ValueError(f"a row's extra_info must be a mapping; got {type(row_info).__name__}: {row_info!r:.80}")
+        extra_info = dict(row_info or {})
         extra_info.update((item.non_tensor_batch.get("tool_extra_fields") or {}).items())
         extra_info["num_turns"] = item.non_tensor_batch.get("__num_turns__")
         extra_info["rollout_reward_scores"] = item.non_tensor_batch.get("reward_scores", {})
@@ -106,10 +116,21 @@ class HOIRewardManager(RewardManagerBase):
             return self.tokenizer.decode(response_ids, skip_special_tokens=True)
 
         loop = asyncio.get_running_loop()
-        if self.is_async_reward_score:
-            result = await self.compute_score(solution_str=await loop.run_in_executor(None, decode), **kwargs)
-        else:  # decode and score in one trip to the thread pool
-            result = await loop.run_in_executor(None, lambda: self.compute_score(solution_str=decode(), **kwargs))
+        try:
+            if self.is_async_reward_score:
+                result = await self.compute_score(solution_str=await loop.run_in_executor(None, decode), **kwargs)
+            else:  # decode and score in one trip to the thread pool
+                result = await loop.run_in_executor(None, lambda: self.compute_score(solution_str=decode(), **kwargs))
+        except ValueError as error:
+            if self._custom:  # a custom function's own errors pass as they are
+                raise
+            raise ValueError(f"{_row_name(extra_info)}: {error}") from error
         if isinstance(result, dict):
             return {"reward_score": result["score"], "reward_extra_info": dict(result)}
         return {"reward_score": result, "reward_extra_info": {"acc": result}}
+
+
+def _row_name(extra_info: Mapping[str, Any]) -> str:
+    """``row index 3 (HICO_test2015_00000004.jpg)``, from what ``extra_info`` says of the row."""
+    name = "row" if extra_info.get("index") is None else f"row index {extra_info['index']}"
+    return name if extra_info.get("file_name") is None else f"{name} ({extra_info['file_name']})"
