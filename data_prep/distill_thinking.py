@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import math
 import os
@@ -50,7 +49,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from verl_hoi.cli import UsageError, atomic_path, check_output_file, doc_parser, fail, positive_int, refuse_overlap
+from verl_hoi.cli import (
+    UsageError,
+    atomic_path,
+    check_input_file,
+    check_output_folder,
+    doc_parser,
+    fail,
+    new_folders_removed_on_error,
+    positive_int,
+    refuse_overlap,
+)
 from verl_hoi.convert import write_parquet
 from verl_hoi.distill import (
     CACHE_NAME,
@@ -187,16 +196,8 @@ def _check_out(out: Path, inputs: dict[str, Path | None]) -> None:
     refuse_overlap({"--out": out}, inputs)
     for name in OUTPUT_NAMES:
         refuse_overlap({"--out": out / name}, inputs)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out}: is a file, not a folder")
-    existing = next(p for p in (out, *out.absolute().parents) if p.exists())
-    if not existing.is_dir():
-        raise UsageError(f"--out {out}: {existing} is a file, not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise UsageError(f"--out {out}: folder {existing} is not writable")
+    check_output_folder(out, "--out", OUTPUT_NAMES)
     if out.is_dir():
-        for name in OUTPUT_NAMES:
-            check_output_file(out / name, "--out")
         cache = out / CACHE_NAME
         if cache.exists() and not os.access(cache, os.R_OK | os.W_OK):
             raise UsageError(f"--out {cache}: cannot be read and written")
@@ -229,12 +230,7 @@ def _check(args: argparse.Namespace) -> tuple[Any, str, str | None, int]:
 
     if not args.model.strip():
         raise UsageError("--model: empty model name")
-    if args.data.is_dir():
-        raise UsageError(f"--data {args.data}: is a folder, not a parquet file")
-    if not args.data.exists():
-        raise UsageError(f"--data {args.data}: no such file")
-    if not args.data.is_file():
-        raise UsageError(f"--data {args.data}: not a regular file")
+    check_input_file(args.data, "--data")
     _check_out(args.out, {"--data": args.data, "--teacher-prompt": args.teacher_prompt})
     try:
         template = load_teacher_prompt(args.teacher_prompt)
@@ -362,19 +358,12 @@ def _report(stats: DistillStats, summary: dict[str, Any] | None, out: Path) -> N
 
 def _run(args: argparse.Namespace) -> int:
     schema, template, key, total = _check(args)
-    out = args.out.absolute()
-    new_folders = [folder for folder in (out, *out.parents) if not folder.exists()]  # deepest first
-    try:
+    with new_folders_removed_on_error(args.out):
         stats, keys = asyncio.run(_distill(args, template, key, total))
         if args.dry_run:
             _report_dry_run(stats, _price(args))
             return 0
         summary = _finish(args, schema, stats, keys)
-    except BaseException:
-        for folder in new_folders:
-            with contextlib.suppress(OSError):
-                folder.rmdir()  # only the folders this run made, and only if it left them empty
-        raise
     _report(stats, summary, args.out)
     return 1 if stats.failed or summary is None else 0
 

@@ -22,16 +22,23 @@ A mistake ends with one line `error: ...` naming the file (and the image), exit 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
 from itertools import islice
 from pathlib import Path
 
 from tqdm import tqdm
 
-from verl_hoi.cli import UsageError, check_output_file, doc_parser, fail, positive_int, refuse_overlap
+from verl_hoi.cli import (
+    UsageError,
+    check_input_file,
+    check_input_folder,
+    check_output_folder,
+    doc_parser,
+    fail,
+    new_folders_removed_on_error,
+    positive_int,
+    refuse_overlap,
+)
 from verl_hoi.convert import (
     IMAGE_MODES,
     ROWS_PER_GROUP,
@@ -107,28 +114,8 @@ def _output_file(out: Path, split: str, inputs: dict[str, Path]) -> Path:
     path = out / f"{split}.parquet"
     for output in (out, path):
         refuse_overlap({"--out": output}, inputs)
-    if out.is_dir():
-        return check_output_file(path, "--out")
-    existing = next(folder for folder in out.parents if folder.exists())
-    if out.exists() or not existing.is_dir():
-        raise UsageError(f"--out {out}: {out if out.exists() else existing} is not a folder")
-    if not os.access(existing, os.W_OK):
-        raise UsageError(f"--out {out}: folder {existing} is not writable")
+    check_output_folder(out, "--out", [path.name])
     return path
-
-
-@contextmanager
-def _folder_made(folder: Path) -> Iterator[None]:
-    """Create ``folder`` and its missing parents; on an error remove those it created, if still empty."""
-    created = [f for f in (folder, *folder.parents) if not f.exists()]  # deepest first
-    folder.mkdir(parents=True, exist_ok=True)
-    try:
-        yield
-    except BaseException:
-        for made in created:
-            with suppress(OSError):
-                made.rmdir()
-        raise
 
 
 def run(args: argparse.Namespace) -> Path:
@@ -145,8 +132,8 @@ def run(args: argparse.Namespace) -> Path:
     except ValueError as error:
         raise UsageError(str(error)) from None
     path = _output_file(args.out, args.split, {"--annotations": args.annotations, "--images": args.images})
-    if not args.images.is_dir():
-        raise UsageError(f"--images {args.images}: {'not a folder' if args.images.exists() else 'no such folder'}")
+    check_input_folder(args.images, "--images")
+    check_input_file(args.annotations, "--annotations")
     try:
         annotations = load_annotations(args.annotations, args.split)
     except (ValueError, FileNotFoundError) as error:
@@ -175,7 +162,8 @@ def run(args: argparse.Namespace) -> Path:
     total = min(len(indices), args.limit or len(indices))
     mode = options.image_mode
     try:
-        with _folder_made(args.out):
+        with new_folders_removed_on_error(args.out):
+            args.out.mkdir(parents=True, exist_ok=True)
             count = write_parquet(
                 tqdm(islice(rows, args.limit), total=total, unit="img", desc=path.name),
                 path,

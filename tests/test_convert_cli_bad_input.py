@@ -133,9 +133,9 @@ Case = tuple[str, Callable[[Workspace], list[str]], str]
 CASES: list[Case] = [
     # the annotation file
     ("annotations-missing", lambda w: w.argv(annotations=w.root / "nope.json"),
-     "annotation file not found: {root}/nope.json"),
+     "--annotations {root}/nope.json: no such file"),
     ("annotations-a-folder", lambda w: w.folder("folder", annotations=w.root / "folder"),
-     "{root}/folder: is a folder, not an annotation file"),
+     "--annotations {root}/folder: is a folder, not a file"),
     ("annotations-empty", lambda w: w.write("annotations.json", ""), "{annotations}: annotation file is empty"),
     ("annotations-not-json", lambda w: w.write("annotations.json", "filenames: [a.jpg]"),
      "{annotations}: cannot read annotation JSON: Expecting value: line 1 column 1 (char 0)"),
@@ -192,7 +192,7 @@ CASES: list[Case] = [
      "{annotations}: " + IMAGE_0 + ": belongs to the test split, not 'train'"),
     # the images
     ("images-folder-missing", lambda w: w.argv(images=w.root / "nope"), "--images {root}/nope: no such folder"),
-    ("images-a-file", lambda w: w.argv(images=w.annotations), "--images {annotations}: not a folder"),
+    ("images-a-file", lambda w: w.argv(images=w.annotations), "--images {annotations}: is a file, not a folder"),
     ("image-missing", lambda w: w.remove("images/HICO_test2015_00000003.jpg"),
      "1 of 8 images missing from {images} (first: HICO_test2015_00000003.jpg); use --skip-missing-images to "
      "leave them out"),
@@ -230,9 +230,9 @@ CASES: list[Case] = [
      lambda w: w.write("data/test.parquet", w.text(), annotations=w.root / "data/test.parquet", out=w.root / "data"),
      "--out {root}/data/test.parquet is also --annotations: refusing to write over an input"),
     ("out-a-file", lambda w: w.write("notes.txt", "x", out=w.root / "notes.txt"),
-     "--out {root}/notes.txt: {root}/notes.txt is not a folder"),
+     "--out {root}/notes.txt: is a file, not a folder"),
     ("out-below-a-file", lambda w: w.write("notes.txt", "x", out=w.root / "notes.txt" / "data"),
-     "--out {root}/notes.txt/data: {root}/notes.txt is not a folder"),
+     "--out {root}/notes.txt/data: {root}/notes.txt is a file, not a folder"),
     ("out-file-a-folder", lambda w: w.folder("out/test.parquet"),
      "--out {out}/test.parquet: is a folder, not a file"),
     # option values and combinations

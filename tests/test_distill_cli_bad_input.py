@@ -140,7 +140,7 @@ CASES = [
     pytest.param(
         lambda ws: ["--data", str(ws.root / "none.parquet")], ("none.parquet", "no such file"), id="data-missing"
     ),
-    pytest.param(lambda ws: ["--data", str(ws.root)], ("is a folder, not a parquet file",), id="data-is-a-folder"),
+    pytest.param(lambda ws: ["--data", str(ws.root)], ("is a folder, not a file",), id="data-is-a-folder"),
     pytest.param(
         lambda ws: ["--data", str(ws.file("a.parquet", "file_name,verb\n"))],
         ("a.parquet", "not a parquet file"),

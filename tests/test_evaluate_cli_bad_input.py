@@ -102,15 +102,15 @@ CASES = {
         "the following arguments are required: --predictions (see python -m verl_hoi.evaluate --help)",
         ARGS[:2],
     ),
-    "predictions missing": Case({}, "--predictions: file not found: p.jsonl"),
-    "predictions a folder": Case({"p.jsonl": None}, "--predictions: is a folder, not a file: p.jsonl"),
+    "predictions missing": Case({}, "--predictions p.jsonl: no such file"),
+    "predictions a folder": Case({"p.jsonl": None}, "--predictions p.jsonl: is a folder, not a file"),
     "annotations missing": Case(
-        GOOD_FILES, "--annotations: file not found: none.json", ("--annotations", "none.json", *ARGS[2:])
+        GOOD_FILES, "--annotations none.json: no such file", ("--annotations", "none.json", *ARGS[2:])
     ),
-    "data missing": Case(GOOD_FILES, "--data: file not found: d.parquet", extra=("--data", "d.parquet")),
+    "data missing": Case(GOOD_FILES, "--data d.parquet: no such file", extra=("--data", "d.parquet")),
     "known-object source missing": Case(
         GOOD_FILES,
-        "--known-object-source: file not found: anno.mat ('boxes' or HICO's anno.mat)",
+        "--known-object-source anno.mat: no such file ('boxes' or HICO's anno.mat)",
         extra=("--known-object-source", "anno.mat"),
     ),
     "json a folder": Case(GOOD_FILES | {"out": None}, "--json out: is a folder, not a file", extra=("--json", "out")),

@@ -103,22 +103,22 @@ def _truncate_weights(ws: Workspace) -> None:
 # (id, what the case changes, fragments of the one error line; {data}, {out}, {model}, {root} are the paths)
 CASES: list[tuple[str, Callable[[Workspace], object], tuple[str, ...]]] = [
     # --- paths, refused before anything is read ---
-    ("model missing", lambda ws: setattr(ws, "model", ws.root / "nope"), ("--model {root}/nope: not found",)),
+    ("model missing", lambda ws: setattr(ws, "model", ws.root / "nope"), ("--model {root}/nope: no such folder",)),
     (
         "model without config",
         lambda ws: (ws.model / "config.json").unlink(),
         ("--model {model}: no config.json (not a Hugging Face checkpoint folder)",),
     ),
-    ("model is a file", lambda ws: setattr(ws, "model", ws.data), ("--model {data}: no config.json",)),
+    ("model is a file", lambda ws: setattr(ws, "model", ws.data), ("--model {data}: is a file, not a folder",)),
     (
         "data missing",
         lambda ws: setattr(ws, "data", ws.root / "nope.parquet"),
-        ("--data {root}/nope.parquet: not found",),
+        ("--data {root}/nope.parquet: no such file",),
     ),
     (
         "data is a folder",
         lambda ws: (ws.file("parts/part-0.parquet", b""), setattr(ws, "data", ws.root / "parts")),
-        ("--data {root}/parts: is a folder, not a parquet file",),
+        ("--data {root}/parts: is a folder, not a file",),
     ),
     ("out is a folder", lambda ws: setattr(ws, "out", ws.root), ("--out {root}: is a folder, not a file",)),
     (

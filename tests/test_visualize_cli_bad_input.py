@@ -76,14 +76,19 @@ CASES = {
     ),
     "out is a file": Case(PREDS | {"vis": "a file"}, "--out vis: is a file, not a folder"),
     "out is the predictions file": Case(
-        PREDS, "--out p.jsonl: is a file, not a folder", (*ARGS[:4], "--out", "p.jsonl")
+        PREDS, "--out p.jsonl is also --predictions: refusing to write over an input", (*ARGS[:4], "--out", "p.jsonl")
     ),
-    "predictions missing": Case({}, "--predictions: file not found: p.jsonl"),
-    "predictions a folder": Case({"p.jsonl": None}, "--predictions: is a folder, not a file: p.jsonl"),
-    "images not a folder": Case(
-        PREDS, "--images: not a folder: imgs", ("--predictions", "p.jsonl", "--images", "imgs", "--out", "vis")
+    "predictions missing": Case({}, "--predictions p.jsonl: no such file"),
+    "predictions a folder": Case({"p.jsonl": None}, "--predictions p.jsonl: is a folder, not a file"),
+    "images missing": Case(
+        PREDS, "--images imgs: no such folder", ("--predictions", "p.jsonl", "--images", "imgs", "--out", "vis")
     ),
-    "annotations missing": Case(PREDS, "--annotations: file not found: ann.json", (*ARGS, "--annotations", "ann.json")),
+    "images a file": Case(
+        PREDS,
+        "--images p.jsonl: is a file, not a folder",
+        ("--predictions", "p.jsonl", "--images", "p.jsonl", "--out", "vis"),
+    ),
+    "annotations missing": Case(PREDS, "--annotations ann.json: no such file", (*ARGS, "--annotations", "ann.json")),
     "empty predictions": Case({"p.jsonl": ""}, "p.jsonl: no prediction lines (the file is empty or blank)"),
     "a line that is not JSON": Case({"p.jsonl": jsonl(GOOD) + "{oops\n"}, "p.jsonl: line 2 is not valid JSON"),
     "hoi a boolean": Case(

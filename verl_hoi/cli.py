@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import NoReturn
 
@@ -19,9 +19,13 @@ __all__ = [
     "USAGE_ERROR",
     "UsageError",
     "atomic_path",
+    "check_input_file",
+    "check_input_folder",
     "check_output_file",
+    "check_output_folder",
     "doc_parser",
     "fail",
+    "new_folders_removed_on_error",
     "positive_int",
     "refuse_overlap",
 ]
@@ -80,6 +84,20 @@ def positive_int(text: str) -> int:
 
 
 @contextmanager
+def new_folders_removed_on_error(folder: str | Path) -> Iterator[None]:
+    """On an error in the block, remove ``folder`` and the folders above it that did not exist before it,
+    if they are still empty: a failed run leaves no empty output folder behind."""
+    missing = [f for f in (Path(folder).absolute(), *Path(folder).absolute().parents) if not f.exists()]
+    try:
+        yield
+    except BaseException:
+        for made in missing:  # deepest first
+            with suppress(OSError):
+                made.rmdir()
+        raise
+
+
+@contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """A temporary path beside ``path`` to write to; renamed over ``path`` when the block ends without error.
 
@@ -95,20 +113,74 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         raise
 
 
-def check_output_file(path: str | Path, option: str) -> Path:
-    """``path`` as a file that can be written, checked before any work is done.
+def check_input_file(path: str | Path, option: str) -> Path:
+    """``path`` as an existing regular file to read.
 
     Raises:
-        UsageError: ``path`` is a folder, its folder does not exist, or that folder is not writable.
+        UsageError: ``path`` is missing, a folder, or not a regular file (a device, a pipe).
     """
     path = Path(path)
     if path.is_dir():
         raise UsageError(f"{option} {path}: is a folder, not a file")
+    if not path.exists():
+        raise UsageError(f"{option} {path}: no such file")
+    if not path.is_file():
+        raise UsageError(f"{option} {path}: not a regular file")
+    return path
+
+
+def check_input_folder(path: str | Path, option: str) -> Path:
+    """``path`` as an existing folder to read.
+
+    Raises:
+        UsageError: ``path`` is missing or not a folder.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise UsageError(f"{option} {path}: no such folder")
+    if not path.is_dir():
+        raise UsageError(f"{option} {path}: is a file, not a folder")
+    return path
+
+
+def check_output_file(path: str | Path, option: str) -> Path:
+    """``path`` as a file that can be written, checked before any work is done.
+
+    Raises:
+        UsageError: ``path`` is a folder or not a regular file, its folder does not exist, or that folder
+            is not writable.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"{option} {path}: is a folder, not a file")
+    if path.exists() and not path.is_file():
+        raise UsageError(f"{option} {path}: not a regular file")
     parent = path.parent
     if not parent.is_dir():
         raise UsageError(f"{option} {path}: folder {parent} does not exist")
-    if not os.access(parent, os.W_OK):
+    if not os.access(parent, os.W_OK | os.X_OK):
         raise UsageError(f"{option} {path}: folder {parent} is not writable")
+    return path
+
+
+def check_output_folder(path: str | Path, option: str, files: Sequence[str] = ()) -> Path:
+    """``path`` as a folder that exists or can be made, where each of ``files`` can be written.
+
+    Raises:
+        UsageError: ``path`` or the nearest existing folder above it is a file, that folder is not
+            writable, or one of ``files`` in it is not a file that can be written.
+    """
+    path = Path(path)
+    full = path.absolute()
+    existing = next(p for p in (full, *full.parents) if p.exists())
+    if not existing.is_dir():
+        where = "" if existing == full else f"{existing} "
+        raise UsageError(f"{option} {path}: {where}is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"{option} {path}: folder {existing} is not writable")
+    if path.is_dir():
+        for name in files:
+            check_output_file(path / name, option)
     return path
 
 

@@ -52,7 +52,7 @@ from typing import Any
 
 import numpy as np
 
-from verl_hoi.cli import UsageError, atomic_path, check_output_file, doc_parser, fail, refuse_overlap
+from verl_hoi.cli import UsageError, atomic_path, check_input_file, check_output_file, doc_parser, fail, refuse_overlap
 from verl_hoi.detections import MAX_PER_IMAGE
 from verl_hoi.evaluation import SETTINGS, SUBSETS, GroundTruth, HOIEval
 from verl_hoi.hicodet import load_annotations
@@ -222,10 +222,12 @@ def _check_arguments(args: argparse.Namespace) -> None:
         "--known-object-source": known,
     }
     for option, value in inputs.items():
-        if value is not None and not Path(value).is_file():
-            problem = "is a folder, not a file" if Path(value).is_dir() else "file not found"
-            hint = " ('boxes' or HICO's anno.mat)" if option == "--known-object-source" else ""
-            raise UsageError(f"{option}: {problem}: {value}{hint}")
+        if value is not None:
+            try:
+                check_input_file(value, option)
+            except UsageError as error:
+                hint = " ('boxes' or HICO's anno.mat)" if option == "--known-object-source" else ""
+                raise UsageError(f"{error}{hint}") from None
     if args.json_out is not None:
         check_output_file(args.json_out, "--json")
         refuse_overlap({"--json": args.json_out}, inputs)

@@ -41,6 +41,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -49,7 +50,16 @@ from io import BytesIO
 from pathlib import Path
 from typing import Any
 
-from verl_hoi.cli import UsageError, check_output_file, doc_parser, fail, positive_int, refuse_overlap
+from verl_hoi.cli import (
+    UsageError,
+    check_input_file,
+    check_input_folder,
+    check_output_file,
+    doc_parser,
+    fail,
+    positive_int,
+    refuse_overlap,
+)
 from verl_hoi.jsonl import iter_jsonl, repair_torn_tail
 
 __all__ = [
@@ -460,20 +470,14 @@ def _parser() -> argparse.ArgumentParser:
 
 def _check_paths(model: Path, data: Path, out: Path) -> None:
     """The inputs exist and ``out`` can be written without touching them, before anything is loaded."""
-    import os
-
-    if not model.exists():
-        raise UsageError(f"--model {model}: not found")
+    check_input_folder(model, "--model")
     if not (model / "config.json").is_file():
         raise UsageError(f"--model {model}: no config.json (not a Hugging Face checkpoint folder)")
     try:
         json.loads((model / "config.json").read_bytes())
     except ValueError as error:
         raise UsageError(f"--model {model}: config.json is not valid JSON ({error})") from None
-    if not data.exists():
-        raise UsageError(f"--data {data}: not found")
-    if data.is_dir():
-        raise UsageError(f"--data {data}: is a folder, not a parquet file")
+    check_input_file(data, "--data")
     check_output_file(out, "--out")
     refuse_overlap({"--out": out}, {"--data": data, "--model": model})
     if out.resolve().is_relative_to(model.resolve()):

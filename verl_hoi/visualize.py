@@ -22,14 +22,23 @@ from __future__ import annotations
 import argparse
 import itertools
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from verl_hoi.cli import UsageError, atomic_path, doc_parser, fail, positive_int, refuse_overlap
+from verl_hoi.cli import (
+    UsageError,
+    atomic_path,
+    check_input_file,
+    check_input_folder,
+    check_output_folder,
+    doc_parser,
+    fail,
+    positive_int,
+    refuse_overlap,
+)
 from verl_hoi.convert import read_image
 from verl_hoi.detections import ImageDetections
 from verl_hoi.hicodet import ImageAnnotation, load_annotations
@@ -130,21 +139,15 @@ def _check_arguments(args: argparse.Namespace) -> None:
     Raises:
         UsageError: what is wrong, naming the option.
     """
-    for option, value in (("--predictions", args.predictions), ("--annotations", args.annotations)):
-        if value is not None and not Path(value).is_file():
-            raise UsageError(
-                f"{option}: {'is a folder, not a file' if Path(value).is_dir() else 'file not found'}: {value}"
-            )
-    if not Path(args.images).is_dir():
-        raise UsageError(f"--images: not a folder: {args.images}")
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out}: is a file, not a folder")
+    check_input_file(args.predictions, "--predictions")
+    if args.annotations is not None:
+        check_input_file(args.annotations, "--annotations")
+    check_input_folder(args.images, "--images")
     refuse_overlap(
-        {"--out": out}, {"--images": args.images, "--predictions": args.predictions, "--annotations": args.annotations}
+        {"--out": args.out},
+        {"--images": args.images, "--predictions": args.predictions, "--annotations": args.annotations},
     )
-    if out.is_dir() and not os.access(out, os.W_OK):
-        raise UsageError(f"--out {out}: folder is not writable")
+    check_output_folder(args.out, "--out")
 
 
 def _plan(args: argparse.Namespace, truth: dict[str, ImageAnnotation]) -> tuple[list[tuple[str, ImageDetections]], int]:
