@@ -1,17 +1,15 @@
-"""SFT rows through verl's real MultiTurnSFTDataset (and verl_hoi's HOISFTDataset, which checks every row) and the
-SFT recipe's config through verl's real Hydra config."""
+"""SFT rows through verl's real MultiTurnSFTDataset, and through verl_hoi's HOISFTDataset (which checks every row)
+as the SFT recipe's config selects it."""
 
 from __future__ import annotations
 
 import logging
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 from omegaconf import OmegaConf
+from recipe_harness import compose_verl
 from transformers import AutoProcessor
 
 from verl_hoi.convert import ConvertOptions, iter_rows, row_schema, select_images, write_parquet
@@ -19,7 +17,6 @@ from verl_hoi.hicodet import load_annotations
 from verl_hoi.sft import sft_row, sft_schema
 from verl_hoi.verl_plugin.dataset import HOISFTDataset
 
-REPO = Path(__file__).resolve().parents[1]
 THINKING = "1. I count one person. 2. The person stands next to a bench. 3. The bench. 4. sit on."
 
 
@@ -96,75 +93,28 @@ def test_loss_mask_covers_the_assistant_turn_only(sft_parquet, tiny_model_dir):
         _check_item(item, target, processor.tokenizer, rows[i]["extra_info"]["model_size"])
 
 
-def _recipe(env: dict[str, str], *overrides: str) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, "PRINT_CONFIG": "1", "PYTHON": sys.executable, **env}
-    return subprocess.run(
-        ["bash", str(REPO / "recipes" / "sft.sh"), *overrides], env=full_env, capture_output=True, text=True
-    )
-
-
-def test_recipe_config_is_valid_for_verl(sft_parquet, tiny_model_dir):
+def test_recipe_dataset_loads_the_rows(sft_parquet, tiny_model_dir):
     from verl.utils.config import omega_conf_to_dataclass
     from verl.utils.import_utils import load_extern_object
 
-    env = {"SFT_DATA": str(sft_parquet), "MODEL_PATH": str(tiny_model_dir), "NGPUS": "2"}
-    result = _recipe(env, "trainer.experiment_name=mine")
-    assert result.returncode == 0, result.stderr
-    cfg = OmegaConf.create(result.stdout)
-    resolved = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
-    expected = {
-        # (key, value): the script's defaults, its environment, and the extra Hydra argument
-        "data.train_files": str(sft_parquet),
-        "model.path": str(tiny_model_dir),
-        "trainer.total_epochs": 1,  # one epoch, as in HOI-R1
-        "optim.lr": 1e-5,
-        "optim.lr_scheduler_type": "cosine",
-        "data.train_batch_size": 64,
-        "data.max_length": 8192,
-        "data.pad_mode": "no_padding",
-        "trainer.n_gpus_per_node": 2,
-        "trainer.experiment_name": "mine",  # "$@" wins
-        "checkpoint.save_contents": ["model", "optimizer", "extra", "hf_model"],  # a HF model for GRPO
-        "data.custom_cls.path": "pkg://verl_hoi.verl_plugin.dataset",  # every row checked before training
-        "data.custom_cls.name": "HOISFTDataset",
-    }
-    assert {key: OmegaConf.select(resolved, key) for key in expected} == expected
-    # What SFTTrainer._build_config does: every section becomes its verl dataclass.
+    overrides = ["+recipe=hoi_sft", f"data.train_files={sft_parquet}", f"model.path={tiny_model_dir}"]
+    cfg = compose_verl("sft_trainer_engine", overrides)
     model = omega_conf_to_dataclass(cfg.model)
-    for section in ("engine", "optim", "checkpoint", "profiler"):
-        omega_conf_to_dataclass(cfg[section])
     # What verl.trainer.sft_trainer.create_sft_dataset does with the recipe's data section.
     dataset_cls = load_extern_object(cfg.data.custom_cls.path, cfg.data.custom_cls.name)
     assert dataset_cls is HOISFTDataset
     dataset = dataset_cls(
-        parquet_files=cfg.data.train_files, tokenizer=model.tokenizer, config=cfg.data, processor=model.processor
+        parquet_files=cfg.data.train_files,
+        tokenizer=model.tokenizer,
+        config=cfg.data,
+        processor=model.processor,
+        max_samples=cfg.data.train_max_samples,
     )
+    assert len(dataset) == 7
     item = dataset[0]
     row = pq.read_table(sft_parquet).to_pylist()[0]
     _check_item(item, row["messages"][-1]["content"], model.tokenizer, row["extra_info"]["model_size"])
     assert "attention_mask" not in item and len(item["input_ids"]) <= cfg.data.max_length  # no_padding mode
-
-    # Environment variables change the hyperparameters.
-    changed = _recipe({**env, "LR": "2e-5", "EPOCHS": "2", "BATCH_SIZE": "8", "MAX_LENGTH": "4096"})
-    cfg = OmegaConf.create(changed.stdout)
-    assert (cfg.optim.lr, cfg.trainer.total_epochs, cfg.data.train_batch_size, cfg.data.max_length) == (
-        2e-5,
-        2,
-        8,
-        4096,
-    )
-
-
-@pytest.mark.parametrize(
-    ("env", "overrides", "message"),
-    [
-        ({"SFT_DATA": "/nonexistent.parquet"}, (), "not found"),  # no data
-        ({}, ("data.no_such_key=1",), "Could not override 'data.no_such_key'"),  # unknown key
-    ],
-)
-def test_recipe_rejects_mistakes(sft_parquet, env, overrides, message):
-    result = _recipe({"SFT_DATA": str(sft_parquet), **env}, *overrides)
-    assert result.returncode != 0 and message in result.stderr
 
 
 def _hoi_sft_dataset(path: Path, processor, **options) -> HOISFTDataset:

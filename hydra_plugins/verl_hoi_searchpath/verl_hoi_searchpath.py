@@ -2,9 +2,14 @@
 
 Hydra imports every module under the ``hydra_plugins`` namespace package at start-up. This one
 appends ``pkg://verl_hoi.configs`` to the config search path, so that after ``pip install`` the
-recipe is a normal config group option::
+recipes are normal config group options::
 
     python -m verl.trainer.main_ppo +recipe=hoi_grpo
+    torchrun -m verl.trainer.sft_trainer +recipe=hoi_sft
+
+verl's trainers are ``@hydra.main`` apps on verl's own config folder with no setting for another
+package's configs, and Hydra adds a search path without ``hydra.searchpath=...`` on every command
+line only through such a plugin.
 
 Appending (not prepending) keeps verl's own configs first: a name clash resolves to verl's file.
 """

@@ -1,9 +1,10 @@
 """verl integration: the ``verl.plugins`` entry point that makes ``reward.reward_manager.name=hoi`` work.
 
-``import verl`` imports this module in every process (Ray workers included), so it stays light: it
-does not import verl's reward loop (scipy, transformers, aiohttp, ...) itself. The ``hoi`` reward
-manager (:mod:`verl_hoi.verl_plugin.reward_manager`) is registered the moment verl's reward-manager
-registry package is imported, right after it, or at once if it already is. The dataset adapter
+verl 0.9.1 looks ``hoi`` up in a registry that only importing :mod:`verl_hoi.verl_plugin.reward_manager`
+fills, and this entry point, run at every ``import verl`` (Ray workers and SFT ranks included), is verl's
+hook for that short of an environment variable (``VERL_USE_EXTERNAL_MODULES``); to stay light it imports
+the manager only when verl imports its reward-manager registry package (a reward loop of about 1,000
+modules that other processes never load), or at once if verl already has. The dataset adapter
 (``verl_hoi.verl_plugin.dataset``) is loaded by verl through ``data.custom_cls.path``.
 """
 

@@ -1,12 +1,13 @@
-"""Stop ``main_ppo +recipe=hoi_grpo`` early when Hydra cannot see verl-hoi's recipes.
+"""Stop ``main_ppo +recipe=hoi_grpo`` and ``sft_trainer +recipe=hoi_sft`` early when Hydra cannot see the recipes.
 
 Hydra finds the ``recipe`` config group only through the search-path plugin in
 ``hydra_plugins/verl_hoi_searchpath``. When that plugin is not discovered (a broken or partial
 install, a ``hydra_plugins/__init__.py`` shadowing the namespace package), Hydra does not fail:
 ``+recipe=hoi_grpo`` becomes a plain string key and training starts with verl's defaults (naive
-reward, plain dataset, wrong lengths). Nothing of verl-hoi runs after composition in that case, so the
-check happens at ``import verl``: this module is a ``verl.plugins`` entry point, and on import it reads
-the command line. A ``recipe`` override that Hydra cannot resolve ends the process with
+reward, plain dataset, wrong lengths). Neither Hydra nor verl can be told to refuse that, and nothing of
+verl-hoi runs after composition, so the check happens at ``import verl``, which both trainers' modules
+do first: this module is a ``verl.plugins`` entry point, and on import it reads the command line (under
+torchrun, each rank's). A ``recipe`` override that Hydra cannot resolve ends the process with
 ``error: ...`` and exit code 2, before any config is composed or any GPU is touched. Processes
 whose command line has no ``recipe`` override (Ray workers, tests) are unaffected.
 """
@@ -47,8 +48,8 @@ def requested_recipe(argv: Sequence[str]) -> str | None:
 def available_recipes() -> list[str]:
     """Names of the recipe yaml files shipped in ``verl_hoi/configs/recipe/`` (sorted).
 
-    >>> "hoi_grpo" in available_recipes()
-    True
+    >>> available_recipes()
+    ['hoi_grpo', 'hoi_sft']
     """
     group = resources.files(CONFIG_PACKAGE) / RECIPE_GROUP
     if not group.is_dir():

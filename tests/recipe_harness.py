@@ -1,0 +1,77 @@
+"""Compose the recipes through verl's own configs, run the recipe scripts, and feed a row to verl's dataset code.
+
+Imported by the recipe test modules (``from recipe_harness import ...``); pytest puts ``tests/`` on the path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+import verl
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, OmegaConf
+from verl.trainer.ppo.utils import create_rl_dataset
+from verl.utils import hf_processor, hf_tokenizer
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPES = REPO / "verl_hoi" / "configs" / "recipe"
+VERL_CONFIGS = Path(verl.__file__).parent / "trainer" / "config"
+SUBPROCESS_TIMEOUT = 900
+
+
+def run(cmd: Sequence[str], **env: str) -> subprocess.CompletedProcess:
+    """``cmd`` in the repository root with this environment plus ``env``, output captured."""
+    return subprocess.run(
+        cmd, cwd=REPO, env={**os.environ, **env}, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT
+    )
+
+
+def compose_verl(config_name: str, overrides: Sequence[str] = ()) -> DictConfig:
+    """What ``--cfg job`` of the verl app on ``config_name`` prints, composed in this process.
+
+    Hydra's search-path plugins apply here as in the app, so ``+recipe=...`` finds verl-hoi's recipes.
+    """
+    with initialize_config_dir(config_dir=str(VERL_CONFIGS), version_base=None):
+        return compose(config_name=config_name, overrides=list(overrides))
+
+
+def keys_missing_from_verl(recipe: str, config_name: str) -> tuple[int, list[str]]:
+    """How many keys the recipe sets (its ``verl_hoi`` marker aside), and those verl's config lacks."""
+
+    def leaf_keys(node: object, prefix: str = "") -> list[str]:
+        if isinstance(node, dict):
+            return [key for name, value in node.items() for key in leaf_keys(value, f"{prefix}{name}.")]
+        return [prefix[:-1]]
+
+    def has_key(config: DictConfig, key: str) -> bool:
+        parent, _, leaf = key.rpartition(".")
+        node = OmegaConf.select(config, parent) if parent else config
+        # keys(), not `in node`: DictConfig.__contains__ is False for ??? (mandatory) values
+        return isinstance(node, DictConfig) and leaf in node.keys()  # noqa: SIM118
+
+    base = compose_verl(config_name)
+    recipe_keys = leaf_keys(OmegaConf.to_container(OmegaConf.load(RECIPES / f"{recipe}.yaml")))
+    keys = [key for key in recipe_keys if not key.startswith("verl_hoi.")]
+    return len(keys), [key for key in keys if not has_key(base, key)]
+
+
+def first_prompt(config: DictConfig, model_dir: Path) -> tuple[dict, dict]:
+    """Row 0 of the val file through verl's dataset factory, then the agent loop's image and token steps."""
+    tokenizer, processor = hf_tokenizer(str(model_dir)), hf_processor(str(model_dir))
+    data_config = config.data.copy()
+    # Length filter in this process: verl's one forked worker can deadlock in a test process where
+    # torch has already run its thread pools.
+    data_config.filter_overlong_prompts_workers = 0
+    dataset = create_rl_dataset(data_config.val_files, data_config, tokenizer, processor, is_train=False)
+    assert type(dataset).__name__ == "HOIDataset"
+    row = dataset[0]
+    images, _, _ = asyncio.run(
+        type(dataset).process_multi_modal_info(row["raw_prompt"], image_patch_size=14, config=data_config)
+    )
+    text = processor.apply_chat_template(row["raw_prompt"], add_generation_prompt=True, tokenize=False)
+    inputs = processor(text=[text], images=images, return_tensors="pt")
+    return row, {"images": images, "inputs": inputs, "processor": processor}
