@@ -22,8 +22,7 @@ PYTHON=${PYTHON:-python3}
 # Settings this script used to read from the environment are Hydra overrides now: stop rather than ignore them.
 for moved in VAL_DATA:data.val_files EPOCHS:trainer.total_epochs LR:optim.lr WARMUP_RATIO:optim.lr_warmup_steps_ratio \
     BATCH_SIZE:data.train_batch_size MICRO_BATCH_SIZE:data.micro_batch_size_per_gpu MAX_LENGTH:data.max_length \
-    MAX_TOKEN_LEN_PER_GPU:data.max_token_len_per_gpu SAVE_FREQ:trainer.save_freq PROJECT:trainer.project_name \
-    EXPERIMENT:trainer.experiment_name LOGGER:trainer.logger; do
+    MAX_TOKEN_LEN_PER_GPU:data.max_token_len_per_gpu SAVE_FREQ:trainer.save_freq; do
     name=${moved%%:*}
     if [ -n "${!name:-}" ]; then
         echo "error: $name is no longer read: pass ${moved#*:}=${!name} as an argument instead" >&2
@@ -54,7 +53,7 @@ if [ -n "${CKPT_DIR:-}" ]; then overrides+=(trainer.default_local_dir="$CKPT_DIR
 overrides+=(trainer.nnodes="$NNODES" trainer.n_gpus_per_node="$NGPUS" "$@")
 
 if [ -n "$print_only" ]; then
-    cmd=("$PYTHON" -m verl_hoi.configs.sft_trainer_config "${overrides[@]}")
+    cmd=("$PYTHON" -m verl_hoi.verl_plugin.sft_config_app "${overrides[@]}")
 else
     if [ "$NGPUS" -lt 1 ]; then
         echo "error: no GPU found (set NGPUS to the number of GPUs per node)" >&2

@@ -47,9 +47,7 @@ else
     run "$VENV/bin/python" -m pip install -q --upgrade pip
     run "$VENV/bin/python" -m pip install -q -e '.[train]'
 fi
-BIN=$(cd "$VENV/bin" && pwd)
-PY="$BIN/python"
-export PATH="$BIN:$PATH"  # torchrun of the environment, for recipes/sft.sh
+PY=$(cd "$VENV/bin" && pwd)/python
 mkdir -p "$OUT"
 
 step "2/8 tiny Qwen2.5-VL"
@@ -77,12 +75,12 @@ EOF
 
 step "5/8 SFT: a few steps"
 SFT_DIR="$OUT/sft"
-sft_env=(SFT_DATA="$OUT/data/sft.parquet" MODEL_PATH="$OUT/tiny_model" NGPUS=1 EPOCHS=2 BATCH_SIZE=4
-    MICRO_BATCH_SIZE=1 SAVE_FREQ=-1 CKPT_DIR="$SFT_DIR" PYTHON="$PY")
+sft_env=(SFT_DATA="$OUT/data/sft.parquet" MODEL_PATH="$OUT/tiny_model" NGPUS=1 CKPT_DIR="$SFT_DIR" PYTHON="$PY")
+sft_overrides=(trainer.total_epochs=2 data.train_batch_size=4)
 if [ "$SMOKE_CPU" = 1 ]; then
-    run env "${sft_env[@]}" PRINT_CONFIG=1 bash recipes/sft.sh >"$OUT/sft_config.yaml"
+    run env "${sft_env[@]}" bash recipes/sft.sh "${sft_overrides[@]}" --cfg job >"$OUT/sft_config.yaml"
 else
-    run env "${sft_env[@]}" bash recipes/sft.sh
+    run env "${sft_env[@]}" bash recipes/sft.sh "${sft_overrides[@]}"
 fi
 
 step "6/8 GRPO: two steps with vLLM"

@@ -24,6 +24,6 @@ def test_wheel_ships_the_plugin_and_the_recipes(tmp_path: Path) -> None:
     assert "hydra_plugins/verl_hoi_searchpath/verl_hoi_searchpath.py" in names
     assert "hydra_plugins/__init__.py" not in names  # a namespace package shared with other Hydra plugins
     assert {"verl_hoi/configs/recipe/hoi_grpo.yaml", "verl_hoi/configs/recipe/hoi_sft.yaml"} <= names
-    assert "verl_hoi/configs/sft_trainer_config.py" in names
+    assert "verl_hoi/verl_plugin/sft_config_app.py" in names
     assert "verl_hoi = verl_hoi.verl_plugin\n" in entry_points_text
     assert "verl_hoi_recipe_guard = verl_hoi.verl_plugin.recipe_guard\n" in entry_points_text

@@ -55,7 +55,7 @@ def shadowed_plugins(tmp_path: Path) -> dict[str, str]:
 APPS = [
     ("verl.trainer.main_ppo", "hoi_grpo"),
     ("verl.trainer.sft_trainer", "hoi_sft"),
-    ("verl_hoi.configs.sft_trainer_config", "hoi_sft"),
+    ("verl_hoi.verl_plugin.sft_config_app", "hoi_sft"),
 ]
 
 

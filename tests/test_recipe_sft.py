@@ -2,7 +2,7 @@
 
 The composed config is verl's ``sft_trainer_engine`` with the recipe and sft.sh's overrides, composed here as
 ``python -m verl.trainer.sft_trainer ... --cfg job`` prints it; the slow tests check that ``sft.sh --cfg job``
-prints exactly this through ``verl_hoi.configs.sft_trainer_config`` (the same Hydra app without the trainer's
+prints exactly this through ``verl_hoi.verl_plugin.sft_config_app`` (the same Hydra app without the trainer's
 imports). The rows themselves go through the recipe's dataset class in ``test_sft_on_cpu.py``.
 """
 
@@ -20,7 +20,7 @@ from recipe_harness import RECIPES, VERL_CONFIGS, compose_verl, keys_missing_fro
 from verl.utils.config import omega_conf_to_dataclass
 from verl.workers.config import FSDPEngineConfig, FSDPOptimizerConfig, HFModelConfig
 
-from verl_hoi.configs import sft_trainer_config
+from verl_hoi.verl_plugin import sft_config_app
 
 SFT_DATA = "data/hicodet_sft/sft.parquet"
 
@@ -126,14 +126,14 @@ def test_config_app_is_verl_sft_app() -> None:
     arguments = {keyword.arg: ast.literal_eval(keyword.value) for keyword in decorator.keywords}
     assert arguments == {"config_path": "config", "config_name": "sft_trainer_engine", "version_base": None}
     assert source.parent / arguments["config_path"] == VERL_CONFIGS
-    package = sft_trainer_config.CONFIG_PATH.removeprefix("pkg://")
+    package = sft_config_app.CONFIG_PATH.removeprefix("pkg://")
     assert Path(str(resources.files(package))) == VERL_CONFIGS
-    assert arguments["config_name"] == sft_trainer_config.CONFIG_NAME
+    assert arguments["config_name"] == sft_config_app.CONFIG_NAME
 
 
 def test_config_app_trains_nothing() -> None:
     with pytest.raises(SystemExit, match=r"^error: this app only prints the config \(--cfg job\)"):
-        sft_trainer_config.main(OmegaConf.create({}))
+        sft_config_app.main(OmegaConf.create({}))
 
 
 # (environment, arguments, the command sft.sh runs after $PYTHON) with PYTHON=echo.
@@ -157,7 +157,7 @@ SFT_COMMANDS = [
     (  # --cfg job: one process that prints the config, no GPU needed
         {"NGPUS": "0"},
         ["--cfg", "job"],
-        ["-m", "verl_hoi.configs.sft_trainer_config", "+recipe=hoi_sft", "data.train_files={data}"]
+        ["-m", "verl_hoi.verl_plugin.sft_config_app", "+recipe=hoi_sft", "data.train_files={data}"]
         + ["trainer.nnodes=1", "trainer.n_gpus_per_node=0", "--cfg", "job"],
     ),
 ]

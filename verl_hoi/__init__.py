@@ -10,7 +10,8 @@ Data flows one way; only ``verl_plugin`` imports verl.
 - ``convert``: records → verl RLHFDataset rows; ``sft``: rows + reasoning → SFT rows.
 - ``teacher``, ``traces``, ``distill``: thinking distillation from an OpenAI-compatible teacher.
 - ``geometry``, ``reward``: box IoU, Hungarian matching, the HOI rewards (verl's ``compute_score``).
-- ``verl_plugin``: the ``hoi`` reward manager, the ``HOIDataset`` adapter, the recipe guard.
+- ``verl_plugin``: the ``hoi`` reward manager, the ``HOIDataset`` / ``HOISFTDataset`` adapters, the recipe
+  guard, the SFT config printer.
 - ``detections``, ``predictions``, ``evaluation``: model text → triplets, prediction files, official mAP.
 - Command lines: ``predict``, ``evaluate``, ``visualize``, ``tiny_model`` (``python -m verl_hoi.<name>``).
 """

@@ -2,7 +2,7 @@
 
 ::
 
-    python -m verl_hoi.configs.sft_trainer_config +recipe=hoi_sft data.train_files=sft.parquet --cfg job
+    python -m verl_hoi.verl_plugin.sft_config_app +recipe=hoi_sft data.train_files=sft.parquet --cfg job
 
 The same Hydra app as ``verl.trainer.sft_trainer.main`` (verl's ``sft_trainer_engine`` config, verl-hoi's recipes
 through the search-path plugin, verl's plugins loaded first), for machines without verl's training extras:
