@@ -43,7 +43,13 @@ def synthetic_detections(gt: GroundTruth, sizes: np.ndarray, per_image: int, see
     human[target] = gt.human[keep] + rng.normal(0, 4, (keep.sum(), 4))
     obj[target] = gt.object[keep] + rng.normal(0, 4, (keep.sum(), 4))
     hoi[target] = gt.hoi[keep]
-    return Detections(image=image, hoi=hoi, human=human, object=obj, score=rng.random(len(image)))
+    return Detections(image=image, hoi=hoi, human=_ordered(human), object=_ordered(obj), score=rng.random(len(image)))
+
+
+def _ordered(boxes: np.ndarray) -> np.ndarray:
+    """``(N, 4)`` boxes with ``x1 <= x2`` and ``y1 <= y2``: jitter can swap a small box's corners."""
+    low, high = boxes[:, :2], boxes[:, 2:]
+    return np.concatenate([np.minimum(low, high), np.maximum(low, high)], axis=1)
 
 
 def write_jsonl(path: Path, file_names: list[str], dets: Detections) -> None:
@@ -97,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
             predictions = Path(tmp) / "predictions.jsonl"
             write_jsonl(predictions, [r.file_name for r in records], dets)
             start, cpu = time.perf_counter(), time.process_time()
-            evaluate_main(["--annotations", str(args.annotations), "--predictions", str(predictions)])
+            if evaluate_main(["--annotations", str(args.annotations), "--predictions", str(predictions)]):
+                return 1  # its error line is printed: a timing of a refused input would mislead
             print(f"python -m verl_hoi.evaluate (read annotations and JSONL, evaluate): {_since(start, cpu)}")
     return 0
 

@@ -15,6 +15,7 @@ from verl_hoi.cli import (
     fail,
     positive_int,
     refuse_overlap,
+    write_json_atomic,
 )
 
 
@@ -75,6 +76,18 @@ def test_atomic_path_keeps_the_old_file_on_error(tmp_path):
         tmp.write_text("half")
         raise RuntimeError("interrupted")
     assert path.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["result.json"]
+
+
+def test_write_json_atomic_writes_whole_files_only(tmp_path):
+    path = tmp_path / "result.json"
+    write_json_atomic(path, {"map": [1.5, None]})
+    assert path.read_text() == '{\n "map": [\n  1.5,\n  null\n ]\n}\n'
+    write_json_atomic(path, {"a": 1}, indent=2)
+    assert path.read_text() == '{\n  "a": 1\n}\n'
+    with pytest.raises(ValueError, match="Out of range float values are not JSON compliant"):
+        write_json_atomic(path, {"map": float("nan")})
+    assert path.read_text() == '{\n  "a": 1\n}\n'
     assert [p.name for p in tmp_path.iterdir()] == ["result.json"]
 
 

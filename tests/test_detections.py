@@ -1,4 +1,5 @@
-"""Responses to scored detections: triplet expansion, frames, the score policies, the top-100 cap."""
+"""Responses to scored detections: triplet expansion, frames, the score policies and their registry, the top-100
+cap."""
 
 from __future__ import annotations
 
@@ -9,7 +10,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from verl_hoi.detections import item_spans, rank_scores, response_detections
+import verl_hoi.detections
+from verl_hoi.detections import (
+    item_spans,
+    rank_scores,
+    register_score_policy,
+    resolve_policy,
+    response_detections,
+    score_policy_choices,
+)
+from verl_hoi.predictions import line_detections
 from verl_hoi.vocab import hoi_id, object_id, verb_id
 
 
@@ -113,6 +123,57 @@ def test_logprob_policy_with_an_invalid_item_in_between():
 def test_bad_policies(kwargs, message):
     with pytest.raises(ValueError, match=message):
         response_detections(answer(item("cup", ["hold"])), **ORIGINAL, **kwargs)
+
+
+@pytest.fixture
+def registry(monkeypatch):
+    """A copy of the score-policy registry for the test to register in; the built-in one comes back afterwards."""
+    monkeypatch.setattr(verl_hoi.detections, "_POLICIES", dict(verl_hoi.detections._POLICIES))
+
+
+def test_built_in_policies_and_auto():
+    assert score_policy_choices() == ("auto", "given", "rank", "constant", "logprob")
+    assert resolve_policy("auto", "detections") == "given" and resolve_policy("auto", "responses") == "rank"
+    assert resolve_policy("logprob", "responses") == "logprob"
+
+
+def test_registered_policies_apply_where_their_inputs_exist(registry):
+    register_score_policy("confidence", lambda inputs: -inputs.given, uses_given_scores=True)
+    register_score_policy("surprise", lambda inputs: -inputs.logprobs, uses_logprobs=True)
+    detection = {"human": [1, 1, 9, 9], "object": [5, 5, 20, 20], "hoi": 7}
+    line = {"file_name": "a.jpg", "detections": [detection | {"score": 0.25}]}
+    assert line_detections(line, score_policy="confidence").score.tolist() == [-0.25]
+    with pytest.raises(ValueError, match=r"^line: detection 0: no 'score' \(score policy 'confidence' ranks by it\)$"):
+        line_detections({"file_name": "a.jpg", "detections": [detection]}, score_policy="confidence")
+    with pytest.raises(ValueError, match="^line: score policy 'surprise' needs responses, not detections$"):
+        line_detections(line, score_policy="surprise")
+    text = answer(item("cup", ["hold"]))
+    logprobs, offsets = tokens_of(text, {0: -2.0})
+    dets = response_detections(
+        text, score_policy="surprise", token_logprobs=logprobs, token_offsets=offsets, **ORIGINAL
+    )
+    assert dets.score.tolist() == [2.0]
+    with pytest.raises(ValueError, match="^score policy 'surprise' needs token_logprobs and token_offsets"):
+        response_detections(text, score_policy="surprise", **ORIGINAL)
+    with pytest.raises(
+        ValueError, match="'confidence' does not apply to responses; use rank, constant, logprob or surprise$"
+    ):
+        response_detections(text, score_policy="confidence", **ORIGINAL)
+
+
+def test_register_score_policy_refuses_taken_names_and_impossible_policies(registry):
+    for name in ("auto", "rank"):
+        with pytest.raises(ValueError, match=f"score policy '{name}' is already defined"):
+            register_score_policy(name, lambda inputs: np.zeros(inputs.count))
+    with pytest.raises(ValueError, match="would apply to nothing"):
+        register_score_policy("both", lambda inputs: inputs.given, uses_given_scores=True, uses_logprobs=True)
+    assert score_policy_choices() == ("auto", "given", "rank", "constant", "logprob")
+
+
+def test_a_policy_returning_another_shape_is_an_error(registry):
+    register_score_policy("one", lambda inputs: np.ones(1))
+    with pytest.raises(ValueError, match=r"score policy 'one' returned shape \(1,\), expected \(2,\)"):
+        response_detections(answer(item("cup", ["hold", "wash"])), score_policy="one", **ORIGINAL)
 
 
 @pytest.mark.parametrize(

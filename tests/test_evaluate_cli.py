@@ -16,12 +16,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.io import savemat
 
+import verl_hoi.detections
 from verl_hoi.answer import render_answer, render_response
 from verl_hoi.convert import ConvertOptions, ground_truth_pairs, iter_rows, row_schema, select_images, write_parquet
+from verl_hoi.detections import response_detections, score_policy_choices
 from verl_hoi.evaluate import main
 from verl_hoi.frames import model_size
 from verl_hoi.hicodet import load_annotations
-from verl_hoi.predictions import POLICIES, line_detections
+from verl_hoi.predictions import line_detections
 from verl_hoi.vocab import HOI_CLASSES, NUM_HOI
 
 
@@ -122,6 +124,46 @@ def test_ground_truth_responses_give_100(tmp_path, capsys, sample_annotations, f
     assert round(result["default"]["full"], 2) == 100.0
     assert result["settings"]["score_policy"] == "rank"
     assert result["settings"]["prediction_stats"]["frames"] == {frame: 8}
+
+
+@pytest.mark.parametrize(("policy", "applied"), [("auto", "given / rank"), ("constant", "constant")])
+def test_mixed_lines_name_each_policy_applied(tmp_path, capsys, sample_annotations, policy, applied):
+    detection_lines = gt_detection_lines(sample_annotations)
+    names = {line["file_name"] for line in detection_lines}
+    responses = gt_response_lines(sample_annotations, "resized")
+    preds = write_lines(
+        tmp_path / "p.jsonl", detection_lines + [line for line in responses if line["file_name"] not in names]
+    )
+    out = tmp_path / "r.json"
+    args = ["--annotations", str(sample_annotations), "--predictions", str(preds), "--json", str(out)]
+    code, table, err = evaluate(capsys, *args, "--score-policy", policy)
+    assert code == 0, err
+    assert json.loads(out.read_text())["settings"]["score_policy"] == applied
+    assert f"score policy: {applied};" in table
+
+
+def test_a_policy_registered_after_import_works_in_every_consumer(tmp_path, capsys, monkeypatch, sample_annotations):
+    registry = dict(verl_hoi.detections._POLICIES)
+    monkeypatch.setattr(verl_hoi.detections, "_POLICIES", registry)  # the built-in registry comes back afterwards
+    verl_hoi.detections.register_score_policy("reversed", lambda inputs: np.arange(inputs.count, dtype=np.float64))
+    assert score_policy_choices()[-1] == "reversed"
+    # verl_hoi.detections: a response
+    response = gt_response_lines(sample_annotations, "original")[0]
+    sizes = {"image_size": tuple(response["image_size"]), "model_size": tuple(response["model_size"])}
+    scored = response_detections(response["response"], frame="original", score_policy="reversed", **sizes)
+    assert len(scored.hoi) > 1 and scored.score.tolist() == list(range(len(scored.hoi)))
+    # verl_hoi.predictions: both kinds of line
+    detection_line = gt_detection_lines(sample_annotations, score=None)[0]
+    scored_line = line_detections(detection_line, score_policy="reversed")
+    assert scored_line.score.tolist() == list(range(len(detection_line["detections"])))
+    assert line_detections(response, score_policy="reversed").score.tolist() == scored.score.tolist()
+    # python -m verl_hoi.evaluate: the option's choices
+    preds = write_lines(tmp_path / "p.jsonl", gt_detection_lines(sample_annotations, score=None))
+    out = tmp_path / "r.json"
+    args = ["--annotations", str(sample_annotations), "--predictions", str(preds), "--json", str(out)]
+    code, _, err = evaluate(capsys, *args, "--score-policy", "reversed")
+    assert code == 0, err
+    assert json.loads(out.read_text())["settings"]["score_policy"] == "reversed"
 
 
 def test_constant_policy_on_responses_and_given_is_rejected(tmp_path, capsys, sample_annotations):
@@ -429,7 +471,7 @@ VALID_LINES = [
     st.sampled_from(VALID_LINES),
     st.dictionaries(st.sampled_from(LINE_KEYS), JSON_VALUES, max_size=3),
     st.lists(st.sampled_from(LINE_KEYS), max_size=2),
-    st.sampled_from(POLICIES),
+    st.sampled_from(score_policy_choices()),
 )
 def test_any_json_line_is_read_or_refused_with_a_value_error(
     valid: dict, changes: dict, removed: list, policy: str

@@ -97,7 +97,7 @@ def test_match_pairs_is_one_to_one_and_global() -> None:
     gt_h = [[0, 0, 10, 10], [5, 0, 15, 10]]
     pred_h = [[2, 0, 12, 10], [-4, 0, 6, 10]]
     boxes = [[0, 0, 1, 1]] * 2  # identical objects, IoU 1 everywhere
-    pred_idx, gt_idx, iou = match_pairs(pred_h, boxes, gt_h, boxes)
+    pred_idx, gt_idx, iou = match_pairs(*pair_iou(pred_h, boxes, gt_h, boxes))
     assert pred_idx.tolist() == [0, 1]
     assert gt_idx.tolist() == [1, 0]
     np.testing.assert_allclose(iou, [7 / 13, 3 / 7])
@@ -105,14 +105,14 @@ def test_match_pairs_is_one_to_one_and_global() -> None:
 
 def test_match_pairs_duplicates_match_once() -> None:
     pair = [[0, 0, 10, 10]]
-    pred_idx, gt_idx, iou = match_pairs(pair * 3, pair * 3, pair, pair)
+    pred_idx, gt_idx, iou = match_pairs(*pair_iou(pair * 3, pair * 3, pair, pair))
     assert len(pred_idx) == 1 and gt_idx.tolist() == [0] and iou.tolist() == [1.0]
 
 
 def test_match_pairs_drops_non_overlapping_and_empty() -> None:
-    pred_idx, gt_idx, iou = match_pairs([[0, 0, 1, 1]], [[0, 0, 1, 1]], [[5, 5, 6, 6]], [[0, 0, 1, 1]])
+    pred_idx, gt_idx, iou = match_pairs(*pair_iou([[0, 0, 1, 1]], [[0, 0, 1, 1]], [[5, 5, 6, 6]], [[0, 0, 1, 1]]))
     assert pred_idx.size == gt_idx.size == iou.size == 0
-    pred_idx, gt_idx, iou = match_pairs(np.zeros((0, 4)), np.zeros((0, 4)), [[0, 0, 1, 1]], [[0, 0, 1, 1]])
+    pred_idx, gt_idx, iou = match_pairs(*pair_iou(np.zeros((0, 4)), np.zeros((0, 4)), [[0, 0, 1, 1]], [[0, 0, 1, 1]]))
     assert pred_idx.size == 0 and pred_idx.dtype == np.int64
 
 
@@ -125,8 +125,20 @@ def test_match_pairs_drops_non_overlapping_and_empty() -> None:
     ],
 )
 def test_match_pairs_combine(combine: str, expected: float) -> None:
-    _, _, iou = match_pairs([[0, 0, 10, 10]], [[0, 0, 2, 2]], [[5, 0, 15, 10]], [[0, 0, 2, 2]], combine=combine)
+    human, obj = pair_iou([[0, 0, 10, 10]], [[0, 0, 2, 2]], [[5, 0, 15, 10]], [[0, 0, 2, 2]])
+    _, _, iou = match_pairs(human, obj, combine=combine)
     assert iou[0] == pytest.approx(expected)
+
+
+def test_match_pairs_min_iou_leaves_weak_pairs_out_of_the_assignment() -> None:
+    # Unthresholded, the sum is largest crosswise (0.05 + 0.28); below min_iou those pairs count as 0, so
+    # prediction 0 keeps ground truth 0 (0.3) and prediction 1 is left without a match.
+    iou = np.array([[0.3, 0.05], [0.28, 0.0]])
+    pred_idx, gt_idx, merged = match_pairs(iou, iou)
+    assert pred_idx.tolist() == [0, 1] and gt_idx.tolist() == [1, 0] and merged.tolist() == [0.05, 0.28]
+    pred_idx, gt_idx, merged = match_pairs(iou, iou, min_iou=0.1)
+    assert pred_idx.tolist() == [0] and gt_idx.tolist() == [0] and merged.tolist() == [0.3]
+    assert iou.tolist() == [[0.3, 0.05], [0.28, 0.0]]  # the inputs are left as they were
 
 
 HUNGARIAN_CASES = [
@@ -168,7 +180,7 @@ def test_box_iou_properties(a: list, b: list, inclusive: bool) -> None:
 def test_match_pairs_properties(pred: list, gt: list) -> None:
     pred_h, pred_o = [p[0] for p in pred], [p[1] for p in pred]
     gt_h, gt_o = [g[0] for g in gt], [g[1] for g in gt]
-    pred_idx, gt_idx, iou = match_pairs(pred_h, pred_o, gt_h, gt_o)
+    pred_idx, gt_idx, iou = match_pairs(*pair_iou(pred_h, pred_o, gt_h, gt_o))
     assert len(set(pred_idx.tolist())) == len(pred_idx) == len(gt_idx) == len(set(gt_idx.tolist()))
     assert np.all(iou > 0) and np.all(iou <= 1 + 1e-12)
     assert list(pred_idx) == sorted(pred_idx)

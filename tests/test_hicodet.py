@@ -8,7 +8,8 @@ import scipy.io
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from verl_hoi.hicodet import GroundTruthPair, ImageAnnotation, load_annotations
+from verl_hoi.hicodet import GroundTruthPair, ImageAnnotation, known_objects_from_anno_mat, load_annotations
+from verl_hoi.vocab import HOI_CLASSES, NUM_HOI
 
 # ---------------------------------------------------------------------------------------------
 # A writer for the official anno_bbox.mat layout, from instances_*2015.json data.
@@ -481,3 +482,24 @@ def test_mat_and_json_agree_on_random_annotations(tmp_path, images, invisible):
     from_json = load_annotations(tmp_path / "a.json")
     assert load_annotations(tmp_path / "a.mat") == from_json
     assert [[(p.human, p.object, p.hoi) for p in r.pairs] for r in from_json] == images
+
+
+# ---------------------------------------------------------------------------------------------
+# anno.mat image-level labels (Known-Object setting)
+
+
+def test_known_objects_from_anno_mat_reads_positive_labels_by_name(tmp_path):
+    names = ["HICO_test2015_00000001.jpg", "HICO_test2015_00000002.jpg", "HICO_test2015_00000003.jpg"]
+    labels = np.zeros((NUM_HOI, len(names)))
+    labels[0, 2] = 1  # positive: image 3 shows HOI 0's object
+    labels[1, 0] = -1  # negative, and NaN (not labelled), say nothing
+    labels[2, 1] = np.nan
+    path = tmp_path / "anno.mat"
+    scipy.io.savemat(path, {"anno_test": labels, "list_test": np.array(names, dtype=object).reshape(-1, 1)})
+    known = known_objects_from_anno_mat(path, names[::-1])  # images matched by name, in the caller's order
+    assert known.shape == (3, 80)
+    assert np.argwhere(known).tolist() == [[0, HOI_CLASSES[0][1]]]
+    with pytest.raises(ValueError, match=r"1 annotated image\(s\) not in list_test, e.g. HICO_test2015_00000009.jpg$"):
+        known_objects_from_anno_mat(path, ["HICO_test2015_00000009.jpg"])
+    with pytest.raises(ValueError, match="not a HICO anno.mat with anno_train and list_train"):
+        known_objects_from_anno_mat(path, names, split="train")

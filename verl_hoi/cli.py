@@ -1,5 +1,6 @@
 """Glue shared by the command lines: help from the module docstring, one-line user errors with exit
-code 2, positive-integer options, output paths checked before any work, and atomic output files.
+code 2, positive-integer options, output paths checked before any work, and atomic output files
+(JSON ones included).
 
 >>> fail("--top must be >= 1")
 2
@@ -8,12 +9,13 @@ code 2, positive-integer options, output paths checked before any work, and atom
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 __all__ = [
     "USAGE_ERROR",
@@ -28,6 +30,7 @@ __all__ = [
     "new_folders_removed_on_error",
     "positive_int",
     "refuse_overlap",
+    "write_json_atomic",
 ]
 
 USAGE_ERROR = 2
@@ -111,6 +114,17 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def write_json_atomic(path: str | Path, value: Any, *, indent: int = 1) -> None:
+    """Write ``value`` as JSON and a final newline to ``path``, whole or not at all (:func:`atomic_path`).
+
+    Raises:
+        ValueError: ``value`` holds NaN or an infinity, which JSON cannot hold (``path`` is left as it was).
+    """
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        json.dump(value, f, indent=indent, allow_nan=False)
+        f.write("\n")
 
 
 def check_input_file(path: str | Path, option: str) -> Path:

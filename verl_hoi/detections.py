@@ -2,16 +2,21 @@
 
 A response is parsed with :func:`verl_hoi.answer.parse_answer`, its boxes are mapped back from the
 row's frame with :func:`verl_hoi.frames.from_frame`, every pair is expanded to one triplet per verb
-(pairs in answer order, verbs in id order) and each triplet gets a score by a policy
-(:data:`SCORE_POLICIES`):
+(pairs in answer order, verbs in id order) and each triplet gets a score by a score policy, the same
+registry for responses and for detection lines (``verl_hoi.predictions``):
 
+- ``given``: detections that already carry a ``score`` (not applicable to responses);
 - ``rank`` (HOI-R1): the ``i``-th of ``n`` triplets scores ``1 - 0.5 * i / (n - 1)`` (1.0 when alone);
 - ``constant``: every triplet scores 1.0, so ties fall back to image order, then answer order;
 - ``logprob``: the mean log-probability of the generated tokens that overlap the characters of the
   triplet's answer item (``{...}``), from the ``token_logprobs`` / ``token_offsets`` that
   ``verl_hoi.predict --logprobs`` stores; all triplets of an item share it; a pair whose item text
-  cannot be located gets the mean over the whole answer;
-- ``given``: detections that already carry a ``score`` (not applicable to responses).
+  cannot be located gets the mean over the whole answer (not applicable to detections);
+- ``auto`` (:data:`AUTO_POLICY`) is not a policy but a choice made per kind of line by
+  :func:`resolve_policy`: ``given`` for detections, ``rank`` for responses.
+
+Another project adds a policy with :func:`register_score_policy`; every consumer looks the registry up
+when it scores, so a policy registered after import is accepted everywhere.
 
 At most :data:`MAX_PER_IMAGE` triplets per image are kept, the best scored (stable: earlier first),
 as HOI-R1's evaluation does.
@@ -25,7 +30,7 @@ as HOI-R1's evaluation does.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,18 +40,26 @@ from verl_hoi.frames import Size, from_frame
 from verl_hoi.vocab import hoi_id
 
 __all__ = [
+    "AUTO_POLICY",
     "MAX_PER_IMAGE",
-    "SCORE_POLICIES",
     "ImageDetections",
+    "ScoreInputs",
+    "ScorePolicy",
+    "get_score_policy",
     "item_spans",
     "rank_scores",
+    "register_score_policy",
+    "resolve_policy",
     "response_detections",
+    "score_policy_choices",
     "token_arrays",
     "triplets",
 ]
 
-SCORE_POLICIES: tuple[str, ...] = ("given", "rank", "constant", "logprob")
 MAX_PER_IMAGE = 100
+AUTO_POLICY = "auto"
+_AUTO_CHOICE: dict[str, str] = {"detections": "given", "responses": "rank"}
+"""What :data:`AUTO_POLICY` stands for, per kind of prediction line."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +90,102 @@ def rank_scores(n: int) -> np.ndarray:
     if n <= 1:
         return np.ones(n)
     return 1 - 0.5 * np.arange(n) / (n - 1)
+
+
+@dataclass(frozen=True)
+class ScoreInputs:
+    """What a score policy may rank the ``count`` triplets of one image by (arrays are ``(count,)``).
+
+    Attributes:
+        count: number of triplets, in line order.
+        given: the detections' own ``score`` values; only for policies with ``uses_given_scores``.
+        logprobs: the mean token log-probability of each triplet's answer item; only for policies with
+            ``uses_logprobs``.
+    """
+
+    count: int
+    given: np.ndarray | None = None
+    logprobs: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class ScorePolicy:
+    """A registered score policy (see :func:`register_score_policy`).
+
+    A policy that ranks by given scores applies to detection lines only (responses carry none), one that
+    ranks by log-probabilities to responses only; any other to both.
+    """
+
+    name: str
+    score: Callable[[ScoreInputs], np.ndarray]
+    uses_given_scores: bool = False
+    uses_logprobs: bool = False
+
+    def __call__(self, inputs: ScoreInputs) -> np.ndarray:
+        """``(count,)`` float64 scores of the triplets.
+
+        Raises:
+            ValueError: the policy's function returned another shape.
+        """
+        score = np.asarray(self.score(inputs), dtype=np.float64)
+        if score.shape != (inputs.count,):
+            raise ValueError(f"score policy {self.name!r} returned shape {score.shape}, expected ({inputs.count},)")
+        return score
+
+
+_POLICIES: dict[str, ScorePolicy] = {}
+
+
+def register_score_policy(
+    name: str,
+    score: Callable[[ScoreInputs], np.ndarray],
+    *,
+    uses_given_scores: bool = False,
+    uses_logprobs: bool = False,
+) -> None:
+    """Register a score policy under ``name`` (``--score-policy`` of the command lines).
+
+    Args:
+        name: the policy's name; not ``auto`` nor a registered one.
+        score: ``fn(ScoreInputs) -> (count,)`` scores; only the order within an image matters.
+        uses_given_scores: ``score`` reads ``ScoreInputs.given``; detections must then carry a ``score``.
+        uses_logprobs: ``score`` reads ``ScoreInputs.logprobs``; responses must then carry token log-probabilities.
+
+    Raises:
+        ValueError: a name taken, or a policy that needs both given scores and log-probabilities.
+    """
+    if name == AUTO_POLICY or name in _POLICIES:
+        raise ValueError(f"score policy {name!r} is already defined")
+    if uses_given_scores and uses_logprobs:
+        raise ValueError(
+            f"score policy {name!r} would apply to nothing: no line has given scores and log-probabilities"
+        )
+    _POLICIES[name] = ScorePolicy(name, score, uses_given_scores, uses_logprobs)
+
+
+def score_policy_choices() -> tuple[str, ...]:
+    """:data:`AUTO_POLICY` and the registered policies, in registration order (read at each call)."""
+    return (AUTO_POLICY, *_POLICIES)
+
+
+def resolve_policy(name: str, kind: str) -> str:
+    """``name``, or for :data:`AUTO_POLICY` the policy it stands for on ``kind`` (``"detections"`` or ``"responses"``).
+
+    >>> resolve_policy("auto", "responses"), resolve_policy("constant", "responses")
+    ('rank', 'constant')
+    """
+    return _AUTO_CHOICE[kind] if name == AUTO_POLICY else name
+
+
+def get_score_policy(name: str) -> ScorePolicy | None:
+    """The registered policy ``name``, or None (also for a name that is not a string)."""
+    return _POLICIES.get(name) if isinstance(name, str) else None
+
+
+register_score_policy("given", lambda inputs: inputs.given, uses_given_scores=True)
+register_score_policy("rank", lambda inputs: rank_scores(inputs.count))
+register_score_policy("constant", lambda inputs: np.ones(inputs.count))
+register_score_policy("logprob", lambda inputs: inputs.logprobs, uses_logprobs=True)
 
 
 def triplets(pairs: Sequence[HOIPair]) -> tuple[np.ndarray, np.ndarray]:
@@ -189,7 +298,7 @@ def response_detections(
     frame: str,
     image_size: Size,
     model_size: Size,
-    score_policy: str = "rank",
+    score_policy: str = _AUTO_CHOICE["responses"],
     token_logprobs: Sequence[float] | None = None,
     token_offsets: Sequence[int] | None = None,
     prefilled_think: bool = False,
@@ -200,7 +309,7 @@ def response_detections(
     Args:
         response: the generated text.
         frame, image_size, model_size: the row's frame metadata (``verl_hoi.frames``).
-        score_policy: ``rank``, ``constant`` or ``logprob`` (see the module docstring).
+        score_policy: a registered policy that applies to responses (see the module docstring).
         token_logprobs, token_offsets: per generated token, its log-probability and the character
             offset in ``response`` where its text starts (needed by ``logprob``).
         prefilled_think: the chat template opened ``<think>`` (see ``parse_answer``).
@@ -210,21 +319,22 @@ def response_detections(
         ValueError: an unknown or inapplicable policy, missing or bad log-probabilities
             (:func:`token_arrays`), a bad frame.
     """
-    if score_policy not in SCORE_POLICIES or score_policy == "given":
-        raise ValueError(f"score policy {score_policy!r} does not apply to responses; use rank, constant or logprob")
-    if score_policy == "logprob" and (token_logprobs is None or token_offsets is None):
-        raise ValueError("score policy 'logprob' needs token_logprobs and token_offsets (predict --logprobs)")
+    policy = get_score_policy(score_policy)
+    if policy is None or policy.uses_given_scores:
+        *others, last = [p.name for p in _POLICIES.values() if not p.uses_given_scores]
+        choices = f"{', '.join(others)} or {last}" if others else last
+        raise ValueError(f"score policy {score_policy!r} does not apply to responses; use {choices}")
+    if policy.uses_logprobs and (token_logprobs is None or token_offsets is None):
+        raise ValueError(f"score policy {score_policy!r} needs token_logprobs and token_offsets (predict --logprobs)")
     parsed = parse_answer(response, prefilled_think=prefilled_think)
     pairs = parsed.pairs
     pair_index, hoi = triplets(pairs)
     boxes = np.array([[p.human, p.object] for p in pairs], dtype=np.float64).reshape(-1, 2, 4)
     boxes = from_frame(boxes, frame, image_size, model_size)[pair_index]  # (n, 2, 4)
-    if score_policy == "rank":
-        score = rank_scores(len(hoi))
-    elif score_policy == "constant":
-        score = np.ones(len(hoi))
-    else:
-        score = _pair_confidences(response, pairs, token_logprobs, token_offsets)[pair_index]
+    logprobs = (
+        _pair_confidences(response, pairs, token_logprobs, token_offsets)[pair_index] if policy.uses_logprobs else None
+    )
+    score = policy(ScoreInputs(len(hoi), logprobs=logprobs))
     keep = np.sort(np.argsort(-score, kind="stable")[:max_per_image])
     return ImageDetections(
         hoi=hoi[keep],

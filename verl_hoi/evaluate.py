@@ -42,124 +42,26 @@ the inputs is refused, and the file is written whole or not at all.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import math
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-import numpy as np
+from verl_hoi.cli import (
+    UsageError,
+    check_input_file,
+    check_output_file,
+    doc_parser,
+    fail,
+    refuse_overlap,
+    write_json_atomic,
+)
+from verl_hoi.detections import AUTO_POLICY, score_policy_choices
+from verl_hoi.evaluation import KNOWN_FROM_BOXES, SETTINGS, SUBSETS
+from verl_hoi.hicodet import SPLITS
+from verl_hoi.predictions import evaluate_predictions
 
-from verl_hoi.cli import UsageError, atomic_path, check_input_file, check_output_file, doc_parser, fail, refuse_overlap
-from verl_hoi.detections import MAX_PER_IMAGE
-from verl_hoi.evaluation import SETTINGS, SUBSETS, GroundTruth, HOIEval
-from verl_hoi.hicodet import load_annotations
-from verl_hoi.predictions import POLICIES, load_predictions
-from verl_hoi.vocab import HOI_CLASSES, NUM_HOI, OBJECTS, hoi_name
-
-__all__ = ["evaluate_predictions", "format_table", "known_objects_from_anno_mat", "main", "write_json_atomic"]
-
-
-def known_objects_from_anno_mat(path: str | Path, file_names: Sequence[str], split: str = "test") -> np.ndarray:
-    """``(len(file_names), 80)`` bool from ``anno.mat``'s image-level labels, as ``eval_one.m`` reads them.
-
-    Image ``i`` contains object ``o`` when any HOI class of ``o`` is labelled 1 (positive) for it in
-    ``anno_<split>`` (600 × images), images matched by name through ``list_<split>``.
-
-    Raises:
-        ValueError: the file lacks those variables or misses an annotated image.
-    """
-    from scipy.io import loadmat
-    from scipy.io.matlab import MatReadError
-
-    try:
-        mat = loadmat(str(path), variable_names=[f"anno_{split}", f"list_{split}"])
-        labels = np.asarray(mat[f"anno_{split}"], dtype=np.float64)
-        names = [str(np.asarray(n).reshape(-1)[0]) for n in np.asarray(mat[f"list_{split}"]).reshape(-1)]
-    except (KeyError, IndexError, ValueError, TypeError, OSError, NotImplementedError, MatReadError) as error:
-        raise ValueError(f"{path}: not a HICO anno.mat with anno_{split} and list_{split} ({error})") from None
-    if labels.shape != (NUM_HOI, len(names)):
-        raise ValueError(f"{path}: anno_{split} has shape {labels.shape}, expected ({NUM_HOI}, {len(names)})")
-    column = {name: k for k, name in enumerate(names)}
-    missing = [name for name in file_names if name not in column]
-    if missing:
-        raise ValueError(f"{path}: {len(missing)} annotated image(s) not in list_{split}, e.g. {missing[0]}")
-    positive = labels[:, [column[name] for name in file_names]] == 1  # (C, I)
-    known = np.zeros((len(file_names), len(OBJECTS)), dtype=bool)
-    for hoi, (_, obj) in enumerate(HOI_CLASSES):
-        known[:, obj] |= positive[hoi]
-    return known
-
-
-def _percent_list(values: np.ndarray) -> list[float | None]:
-    return [None if math.isnan(v) else v * 100 for v in values.tolist()]
-
-
-def evaluate_predictions(
-    annotations_path: str | Path,
-    predictions_path: str | Path,
-    *,
-    score_policy: str = "auto",
-    known_object_source: str = "boxes",
-    data: str | Path | None = None,
-    split: str = "test",
-) -> dict[str, Any]:
-    """Everything the command line does but printing: the result dictionary written by ``--json``.
-
-    Returns:
-        ``{"default": {"full", "rare", "non_rare"}, "known_object": {...}, "recall": {setting: {...}},
-        "num_classes": {...}, "notes": [...], "settings": {...}, "per_class": {"name", "npos",
-        "ap": {setting: [600]}, "recall": {setting: [600]}}}``; mAP and recall in percent, full
-        precision, ``None`` for classes without ground truth and for subsets without such a class
-        (``notes`` says which).
-
-    Raises:
-        ValueError: a malformed annotation, predictions or ``anno.mat`` file (the message names it).
-    """
-    annotations = load_annotations(annotations_path, split)
-    file_names = [record.file_name for record in annotations]
-    if known_object_source == "boxes":
-        known, source = None, "images with box ground truth of the object (no anno.mat)"
-    else:
-        known = known_objects_from_anno_mat(known_object_source, file_names, split)
-        source = f"image-level labels of {Path(known_object_source).name} (anno_{split} == 1)"
-    gt = GroundTruth.from_annotations(annotations, known_objects=known, known_object_source=source)
-    predictions = load_predictions(predictions_path, annotations, score_policy=score_policy, data=data)
-    ev = HOIEval(gt, predictions.detections)
-    result = ev.run()
-    result["notes"] = []
-    for name in SUBSETS:
-        if result["num_classes"][name] == 0:  # the mean over no class is undefined: NaN, written as null
-            for setting in SETTINGS:
-                result[setting][name] = result["recall"][setting][name] = None
-            result["notes"].append(
-                f"{name.replace('_', '-')}: no class of this subset has ground truth in these annotations, "
-                "so its mAP and mean recall are undefined (null)"
-            )
-    result["settings"] = {
-        "annotations": str(annotations_path),
-        "predictions": str(predictions_path),
-        "score_policy": predictions.score_policy,
-        "known_object_source": source,
-        "frame": "original (annotation boxes as stored, 1-based inclusive; IoU with +1 pixel)",
-        "min_overlap": ev.min_overlap,
-        "max_per_image_for_responses": MAX_PER_IMAGE,
-        "num_images": len(annotations),
-        "num_images_predicted": predictions.stats["images_predicted"],
-        "num_images_missing": predictions.stats["images_missing"],
-        "num_detections": predictions.stats["detections"],
-        "num_ground_truth_pairs": int(len(gt.image)),
-        "prediction_stats": predictions.stats,
-    }
-    result["per_class"] = {
-        "name": [hoi_name(c) for c in range(NUM_HOI)],
-        "npos": ev.npos.tolist(),
-        "ap": {s: _percent_list(ev.ap[s]) for s in SETTINGS},
-        "recall": {s: _percent_list(ev.recall[s]) for s in SETTINGS},
-    }
-    return result
+__all__ = ["format_table", "main"]
 
 
 def format_table(result: dict[str, Any]) -> str:
@@ -184,27 +86,22 @@ def format_table(result: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
-def write_json_atomic(path: str | Path, value: Any) -> None:
-    """Write JSON to a temporary file beside ``path``, then rename it over ``path``."""
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        json.dump(value, f, indent=1, allow_nan=False)
-        f.write("\n")
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = doc_parser("python -m verl_hoi.evaluate", __doc__)
     parser.add_argument("--annotations", required=True, help="anno_bbox.mat or instances_test2015.json")
     parser.add_argument("--predictions", required=True, help="predictions JSONL (or a verl validation dump)")
     parser.add_argument("--json", dest="json_out", help="write the full result here (percent, full precision)")
-    parser.add_argument("--score-policy", choices=POLICIES, default="auto", help="how detections are ranked")
+    parser.add_argument(
+        "--score-policy", choices=score_policy_choices(), default=AUTO_POLICY, help="how detections are ranked"
+    )
     parser.add_argument(
         "--known-object-source",
-        default="boxes",
+        default=KNOWN_FROM_BOXES,
         metavar="{boxes,PATH/anno.mat}",
         help="'boxes' (images with box ground truth of the object; default) or HICO's anno.mat",
     )
     parser.add_argument("--data", help="the parquet a verl validation dump was made on")
-    parser.add_argument("--split", choices=("test", "train"), default="test", help="annotation split (default test)")
+    parser.add_argument("--split", choices=sorted(SPLITS), default="test", help="annotation split (default test)")
     return parser
 
 
@@ -214,7 +111,7 @@ def _check_arguments(args: argparse.Namespace) -> None:
     Raises:
         UsageError: what is wrong, naming the option.
     """
-    known = None if args.known_object_source == "boxes" else args.known_object_source
+    known = None if args.known_object_source == KNOWN_FROM_BOXES else args.known_object_source
     inputs = {
         "--annotations": args.annotations,
         "--predictions": args.predictions,

@@ -59,6 +59,7 @@ from verl_hoi.hicodet import ImageAnnotation
 from verl_hoi.vocab import HOI_CLASSES, NUM_HOI, OBJECTS, RARE_HOI
 
 __all__ = [
+    "KNOWN_FROM_BOXES",
     "MIN_OVERLAP",
     "SETTINGS",
     "SUBSETS",
@@ -76,6 +77,9 @@ THRESHOLDS: tuple[float, ...] = (0.0, 0.1, 0.2, 0.30000000000000004, 0.4, 0.5, 0
 MIN_OVERLAP = 0.5
 SETTINGS: tuple[str, ...] = ("default", "known_object")
 SUBSETS: tuple[str, ...] = ("full", "rare", "non_rare")
+KNOWN_FROM_BOXES = "boxes"
+"""The Known-Object source that takes the images with box ground truth of an object (:func:`known_objects_from_boxes`),
+as the command line names it; the alternative is HICO's ``anno.mat``."""
 
 _HOI_OBJECT = np.array([obj for _, obj in HOI_CLASSES], dtype=np.int64)  # (C,) object id of each class
 _RARE_MASK = np.isin(np.arange(NUM_HOI), sorted(RARE_HOI))  # (C,)
@@ -123,7 +127,7 @@ class GroundTruth:
     object: ArrayLike
     num_images: int
     known_objects: ArrayLike | None = None
-    known_object_source: str = "boxes"
+    known_object_source: str = KNOWN_FROM_BOXES
 
     def __post_init__(self) -> None:
         image = _ints(self.image)
@@ -152,7 +156,7 @@ class GroundTruth:
         cls,
         annotations: Sequence[ImageAnnotation],
         known_objects: ArrayLike | None = None,
-        known_object_source: str = "boxes",
+        known_object_source: str = KNOWN_FROM_BOXES,
     ) -> GroundTruth:
         """Flatten :func:`verl_hoi.hicodet.load_annotations` records; image ``i`` is ``annotations[i]``."""
         pairs = [(i, pair) for i, record in enumerate(annotations) for pair in record.pairs]
@@ -351,7 +355,8 @@ class HOIEval:
             ``{setting: {"full", "rare", "non_rare"}, "recall": {setting: {...}},
             "num_classes": {"full", "rare", "non_rare"}}`` for each evaluated setting;
             ``num_classes`` counts the classes with ground truth that the means cover; a subset
-            where that count is 0 has no mean: ``nan`` (``verl_hoi.evaluate`` writes it as null).
+            where that count is 0 has no mean: ``nan`` (``verl_hoi.predictions.evaluate_predictions``
+            makes it null).
         """
         if not self.ap:
             self.accumulate()

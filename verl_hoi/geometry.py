@@ -9,21 +9,38 @@ sides of a comparison share it. Two area conventions:
 
 >>> box_iou([[0, 0, 10, 10]], [[5, 0, 15, 10], [0, 0, 10, 10]]).tolist()
 [[0.3333333333333333, 1.0]]
->>> pred_idx, gt_idx, iou = match_pairs([[0, 0, 10, 10]], [[0, 0, 4, 4]], [[0, 0, 10, 10]], [[0, 0, 4, 2]])
+>>> pred_idx, gt_idx, iou = match_pairs(*pair_iou([[0, 0, 10, 10]], [[0, 0, 4, 4]], [[0, 0, 10, 10]], [[0, 0, 4, 2]]))
 >>> pred_idx.tolist(), gt_idx.tolist(), iou.tolist()
 ([0], [0], [0.5])
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from numpy.typing import ArrayLike
 from scipy.optimize import linear_sum_assignment
 
-__all__ = ["COMBINE", "box_iou", "combine_iou", "hungarian", "iou_from_corners", "match_pairs", "pair_iou"]
+__all__ = [
+    "COMBINE",
+    "DEFAULT_COMBINE",
+    "box_iou",
+    "combine_iou",
+    "hungarian",
+    "iou_from_corners",
+    "match_pairs",
+    "pair_iou",
+]
 
-COMBINE: tuple[str, ...] = ("min", "mean", "product")
+_COMBINERS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+    "min": np.minimum,
+    "mean": lambda human_iou, object_iou: (human_iou + object_iou) / 2.0,
+    "product": np.multiply,
+}
+COMBINE: tuple[str, ...] = tuple(_COMBINERS)
 """Ways to merge the human IoU and the object IoU of a pair into one number (first = default)."""
+DEFAULT_COMBINE: str = COMBINE[0]
 
 
 def _as_boxes(boxes: ArrayLike) -> np.ndarray:
@@ -88,19 +105,15 @@ def iou_from_corners(a: np.ndarray, b: np.ndarray, *, inclusive: bool = False) -
     return inter / np.maximum(union, np.finfo(np.float64).tiny)
 
 
-def combine_iou(human_iou: np.ndarray, object_iou: np.ndarray, combine: str = "min") -> np.ndarray:
-    """Merge human and object IoUs elementwise: ``min``, ``mean`` or ``product`` (see :data:`COMBINE`).
+def combine_iou(human_iou: np.ndarray, object_iou: np.ndarray, combine: str = DEFAULT_COMBINE) -> np.ndarray:
+    """Merge human and object IoUs elementwise into a new array: ``min``, ``mean`` or ``product`` (:data:`COMBINE`).
 
     >>> combine_iou(np.array([0.5]), np.array([0.8]), "product").tolist()
     [0.4]
     """
-    if combine == "min":
-        return np.minimum(human_iou, object_iou)
-    if combine == "mean":
-        return (human_iou + object_iou) / 2.0
-    if combine == "product":
-        return human_iou * object_iou
-    raise ValueError(f"combine must be one of {', '.join(COMBINE)}; got {combine!r}")
+    if combine not in COMBINE:
+        raise ValueError(f"combine must be one of {', '.join(COMBINE)}; got {combine!r}")
+    return _COMBINERS[combine](human_iou, object_iou)
 
 
 def pair_iou(
@@ -122,34 +135,36 @@ def pair_iou(
 
 
 def match_pairs(
-    pred_human: ArrayLike,
-    pred_object: ArrayLike,
-    gt_human: ArrayLike,
-    gt_object: ArrayLike,
-    combine: str = "min",
+    human_iou: np.ndarray, object_iou: np.ndarray, *, combine: str = DEFAULT_COMBINE, min_iou: float = 0.0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One-to-one Hungarian matching of predicted to ground-truth pairs, maximising the summed pair IoU.
 
-    A pair's IoU is its human IoU and object IoU merged by ``combine`` (:func:`combine_iou`).
-    Assignments with a pair IoU of 0 (no overlap) are dropped, so each returned match overlaps.
+    A pair's IoU is its human IoU and object IoU merged by ``combine`` (:func:`combine_iou`); a pair IoU
+    below ``min_iou`` counts as 0 in the assignment. Assignments with a pair IoU of 0 are dropped, so
+    each returned match overlaps, by ``min_iou`` at least.
 
     Args:
-        pred_human, pred_object: ``(N, 4)`` predicted boxes ``[x1, y1, x2, y2]``.
-        gt_human, gt_object: ``(M, 4)`` ground-truth boxes, same frame.
+        human_iou, object_iou: ``(N, M)`` IoU of each predicted pair's box with each ground-truth
+            pair's (:func:`pair_iou`).
         combine: ``"min"``, ``"mean"`` or ``"product"``.
+        min_iou: least pair IoU of a match, in [0, 1].
 
     Returns:
         ``(pred_idx, gt_idx, pair_iou)``: three ``(K,)`` arrays (int64, int64, float64),
         ``K <= min(N, M)``, sorted by ``pred_idx``.
 
-    >>> p, g, iou = match_pairs([[0, 0, 2, 2], [0, 0, 4, 4]], [[0, 0, 4, 4]] * 2, [[0, 0, 4, 4]], [[0, 0, 4, 4]])
+    >>> human, obj = pair_iou([[0, 0, 2, 2], [0, 0, 4, 4]], [[0, 0, 4, 4]] * 2, [[0, 0, 4, 4]], [[0, 0, 4, 4]])
+    >>> p, g, iou = match_pairs(human, obj)
     >>> p.tolist(), g.tolist(), iou.tolist()
     ([1], [0], [1.0])
     """
-    human_iou, object_iou = pair_iou(pred_human, pred_object, gt_human, gt_object)
     merged = combine_iou(human_iou, object_iou, combine)
+    if min_iou > 0:
+        merged[merged < min_iou] = 0.0
     rows, cols = hungarian(merged)
     values = merged[rows, cols]
+    if values.all():  # IoUs are never negative: all overlap (the common case, without the copies below)
+        return rows, cols, values
     keep = values > 0
     return rows[keep], cols[keep], values[keep]
 

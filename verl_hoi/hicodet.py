@@ -1,4 +1,5 @@
-"""HICO-DET box annotations: one record per image from ``anno_bbox.mat`` or ``instances_*2015.json``.
+"""HICO-DET annotations: one box record per image from ``anno_bbox.mat`` or ``instances_*2015.json``, and
+the image-level labels of ``anno.mat`` (:func:`known_objects_from_anno_mat`).
 
 Two file layouts are read into the same :class:`ImageAnnotation` records:
 
@@ -38,7 +39,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,11 +50,13 @@ import numpy as np
 from verl_hoi.answer import MAX_COORD
 from verl_hoi.vocab import HOI_CLASSES, NUM_HOI, OBJECTS, VERBS
 
-__all__ = ["SPLITS", "GroundTruthPair", "ImageAnnotation", "load_annotations"]
+__all__ = ["SPLITS", "GroundTruthPair", "ImageAnnotation", "known_objects_from_anno_mat", "load_annotations"]
 
 Box = tuple[float, float, float, float]
 SPLITS: tuple[str, ...] = ("train", "test")
-_SPLIT_IN_NAME = re.compile(r"HICO_(train|test)2015_")
+_SPLIT_IN_NAME = re.compile(rf"HICO_({'|'.join(SPLITS)})2015_")
+_CORNERS = ("x1", "y1", "x2", "y2")
+"""A box's coordinates in order: the JSON layout's list positions, the ``.mat`` layout's field names."""
 
 
 @dataclass(frozen=True)
@@ -187,7 +190,7 @@ def _box(values: Any, what: str) -> Box:
     """``[x1, y1, x2, y2]`` as floats, ``x1 <= x2`` and ``y1 <= y2``."""
     if not isinstance(values, (list, tuple)) or len(values) != 4:
         raise _Invalid(f"{what} must be a list [x1, y1, x2, y2], got {_show(values)}")
-    box = tuple(_number(v, f"{what} {name}") for v, name in zip(values, ("x1", "y1", "x2", "y2"), strict=True))
+    box = tuple(_number(v, f"{what} {name}") for v, name in zip(values, _CORNERS, strict=True))
     for axis, low, high in (("x", box[0], box[2]), ("y", box[1], box[3])):
         if high < low:
             raise _Invalid(f"{what} {_show(values)} has {axis}2 < {axis}1")
@@ -404,7 +407,7 @@ def _mat_boxes(value: Any, name: str) -> list[Box]:
     for number, struct in enumerate(_items(value), start=1):
         what = f"{name}({number})"
         with _at(what):
-            values = [_scalar(struct, field) for field in ("x1", "y1", "x2", "y2")]
+            values = [_scalar(struct, field) for field in _CORNERS]
         boxes.append(_box(values, what))
     return boxes
 
@@ -421,3 +424,38 @@ def _mat_connections(value: Any) -> list[tuple[Any, Any]]:
     if rows.ndim != 2 or rows.shape[1] != 2:
         raise _Invalid(f"connection must have 2 columns, got shape {rows.shape}")
     return [(human.item(), obj.item()) for human, obj in rows]
+
+
+# ---------------------------------------------------------------------------------------------
+# anno.mat (image-level labels)
+
+
+def known_objects_from_anno_mat(path: str | Path, file_names: Sequence[str], split: str = "test") -> np.ndarray:
+    """``(len(file_names), 80)`` bool from ``anno.mat``'s image-level labels, as ``eval_one.m`` reads them.
+
+    Image ``i`` contains object ``o`` when any HOI class of ``o`` is labelled 1 (positive) for it in
+    ``anno_<split>`` (600 × images), images matched by name through ``list_<split>``.
+
+    Raises:
+        ValueError: the file lacks those variables or misses an annotated image.
+    """
+    from scipy.io import loadmat
+    from scipy.io.matlab import MatReadError
+
+    try:
+        mat = loadmat(str(path), variable_names=[f"anno_{split}", f"list_{split}"])
+        labels = np.asarray(mat[f"anno_{split}"], dtype=np.float64)
+        names = [str(np.asarray(n).reshape(-1)[0]) for n in np.asarray(mat[f"list_{split}"]).reshape(-1)]
+    except (KeyError, IndexError, ValueError, TypeError, OSError, NotImplementedError, MatReadError) as error:
+        raise ValueError(f"{path}: not a HICO anno.mat with anno_{split} and list_{split} ({error})") from None
+    if labels.shape != (NUM_HOI, len(names)):
+        raise ValueError(f"{path}: anno_{split} has shape {labels.shape}, expected ({NUM_HOI}, {len(names)})")
+    column = {name: k for k, name in enumerate(names)}
+    missing = [name for name in file_names if name not in column]
+    if missing:
+        raise ValueError(f"{path}: {len(missing)} annotated image(s) not in list_{split}, e.g. {missing[0]}")
+    positive = labels[:, [column[name] for name in file_names]] == 1  # (C, I)
+    known = np.zeros((len(file_names), len(OBJECTS)), dtype=bool)
+    for hoi, (_, obj) in enumerate(HOI_CLASSES):
+        known[:, obj] |= positive[hoi]
+    return known

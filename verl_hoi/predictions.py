@@ -1,8 +1,10 @@
-"""Prediction files read into detections on the annotations' images (pure reading, no printing).
+"""Prediction files read into detections on the annotations' images, and evaluated (no printing).
 
 A predictions file is JSONL, one line per image, in any line order; :func:`verl_hoi.jsonl.iter_jsonl` streams
-its lines, :func:`line_detections` scores one line and :func:`load_predictions` aligns a whole file to
-``verl_hoi.hicodet`` records as :class:`verl_hoi.evaluation.Detections`. A line is one of
+its lines, :func:`line_detections` scores one line, :func:`load_predictions` aligns a whole file to
+``verl_hoi.hicodet`` records as :class:`verl_hoi.evaluation.Detections`, and :func:`evaluate_predictions`
+runs the official metric (:class:`verl_hoi.evaluation.HOIEval`) on an annotation and a predictions file.
+A line is one of
 
 - ``{"file_name", "detections": [{"human", "object", "hoi", "score"}, ...]}``: boxes in the
   annotation's own frame;
@@ -31,6 +33,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -38,27 +41,35 @@ from typing import Any
 import numpy as np
 
 from verl_hoi.answer import MAX_COORD
-from verl_hoi.detections import MAX_PER_IMAGE, SCORE_POLICIES, ImageDetections, rank_scores, response_detections
-from verl_hoi.evaluation import Detections
+from verl_hoi.detections import (
+    AUTO_POLICY,
+    MAX_PER_IMAGE,
+    ImageDetections,
+    ScoreInputs,
+    ScorePolicy,
+    get_score_policy,
+    resolve_policy,
+    response_detections,
+    score_policy_choices,
+)
+from verl_hoi.evaluation import KNOWN_FROM_BOXES, SETTINGS, SUBSETS, Detections, GroundTruth, HOIEval
 from verl_hoi.frames import model_size as compute_model_size
-from verl_hoi.hicodet import ImageAnnotation
+from verl_hoi.hicodet import ImageAnnotation, known_objects_from_anno_mat, load_annotations
 from verl_hoi.jsonl import iter_jsonl
-from verl_hoi.vocab import NUM_HOI
+from verl_hoi.vocab import NUM_HOI, hoi_name
 
-__all__ = ["POLICIES", "PredictionSet", "line_detections", "load_predictions"]
+__all__ = ["PredictionSet", "evaluate_predictions", "line_detections", "load_predictions"]
 
 logger = logging.getLogger(__name__)
 
-POLICIES: tuple[str, ...] = ("auto", *SCORE_POLICIES)
-"""Score policies a prediction line accepts: ``auto`` (``given`` for detections, ``rank`` for responses) and
-:data:`verl_hoi.detections.SCORE_POLICIES`."""
 _DUMP_KEYS = frozenset({"input", "output", "gts"})
 _NUMBER_TYPES = frozenset({int, float})  # a JSON number as it is read; bool is a type of its own
 
 
 def _check_policy(score_policy: str) -> None:
-    if score_policy not in POLICIES:
-        raise ValueError(f"unknown score policy {score_policy!r}; valid policies: {', '.join(POLICIES)}")
+    choices = score_policy_choices()
+    if score_policy not in choices:
+        raise ValueError(f"unknown score policy {score_policy!r}; valid policies: {', '.join(choices)}")
 
 
 class PredictionSet:
@@ -86,13 +97,14 @@ def _box_problem(box: object) -> str:
     return ""
 
 
-def _detection_problem(detection: object, given: bool) -> str:
-    """What is wrong with one detection (``score`` only with ``given``), or ``""``."""
+def _detection_problem(detection: object, policy: ScorePolicy) -> str:
+    """What is wrong with one detection (``score`` only when ``policy`` ranks by it), or ``""``."""
+    given = policy.uses_given_scores
     if not isinstance(detection, dict):
         return f"not an object; got {detection!r:.60}"
     for key in ("human", "object", "hoi", *(("score",) if given else ())):
         if key not in detection:
-            return f"no {key!r}" + (" (score policy 'given' ranks by it)" if key == "score" else "")
+            return f"no {key!r}" + (f" (score policy {policy.name!r} ranks by it)" if key == "score" else "")
     for key in ("human", "object"):
         if problem := _box_problem(detection[key]):
             return f"{key!r} {problem}"
@@ -130,25 +142,18 @@ def _detection_table(items: list, given: bool) -> np.ndarray | None:
     return table if valid else None
 
 
-def _detection_line(line: dict, where: str, policy: str) -> ImageDetections:
+def _detection_line(line: dict, where: str, policy: ScorePolicy) -> ImageDetections:
     """The detections of a ``{"file_name", "detections"}`` line, scored by ``policy``."""
     items = line["detections"]
     if not isinstance(items, list):
         raise ValueError(f"{where}: 'detections' must be a list of objects; got {items!r:.60}")
-    if policy == "logprob":
-        raise ValueError(f"{where}: score policy 'logprob' needs responses, not detections")
-    table = _detection_table(items, policy == "given")
+    if policy.uses_logprobs:
+        raise ValueError(f"{where}: score policy {policy.name!r} needs responses, not detections")
+    table = _detection_table(items, policy.uses_given_scores)
     if table is None:
-        problems = (
-            f"detection {k}: {p}" for k, d in enumerate(items) if (p := _detection_problem(d, policy == "given"))
-        )
+        problems = (f"detection {k}: {p}" for k, d in enumerate(items) if (p := _detection_problem(d, policy)))
         raise ValueError(f"{where}: {next(problems, 'a detection is malformed')}")
-    if policy == "given":
-        score = table[:, 8]
-    elif policy == "rank":
-        score = rank_scores(len(items))
-    else:
-        score = np.ones(len(items))
+    score = policy(ScoreInputs(len(items), given=table[:, 8] if policy.uses_given_scores else None))
     return ImageDetections(table[:, 9].astype(np.int64), table[:, :4], table[:, 4:8], score)
 
 
@@ -159,9 +164,9 @@ def _size(value: Any, name: str, where: str) -> tuple[int, int]:
     return value[0], value[1]
 
 
-def _response_line(line: dict, image_size: tuple[int, int] | None, where: str, policy: str) -> ImageDetections:
-    if policy == "given":
-        raise ValueError(f"{where}: score policy 'given' needs detections with scores, not responses")
+def _response_line(line: dict, image_size: tuple[int, int] | None, where: str, policy: ScorePolicy) -> ImageDetections:
+    if policy.uses_given_scores:
+        raise ValueError(f"{where}: score policy {policy.name!r} needs detections with scores, not responses")
     response = line["response"]
     if not isinstance(response, str):
         raise ValueError(f"{where}: 'response' must be the model's text; got {response!r:.60}")
@@ -201,7 +206,7 @@ def _response_line(line: dict, image_size: tuple[int, int] | None, where: str, p
             frame=frame,
             image_size=image_size,
             model_size=size,
-            score_policy=policy,
+            score_policy=policy.name,
             token_logprobs=line.get("token_logprobs"),
             token_offsets=line.get("token_offsets"),
             prefilled_think=bool(prefilled),
@@ -212,13 +217,14 @@ def _response_line(line: dict, image_size: tuple[int, int] | None, where: str, p
 
 
 def line_detections(
-    line: dict, *, score_policy: str = "auto", image_size: tuple[int, int] | None = None, where: str = "line"
+    line: dict, *, score_policy: str = AUTO_POLICY, image_size: tuple[int, int] | None = None, where: str = "line"
 ) -> ImageDetections:
     """Scored detections of one prediction line (detections or a response), original frame.
 
     Args:
         line: a ``{"file_name", "detections"}`` or ``{"file_name", "response", frame metadata}`` object.
-        score_policy: one of :data:`POLICIES` (``auto``: ``given`` for detections, ``rank`` for responses).
+        score_policy: one of :func:`verl_hoi.detections.score_policy_choices` (``auto``: ``given`` for
+            detections, ``rank`` for responses).
         image_size: ``(w, h)`` of the original image (from the annotations or the image file); a
             response line's own ``image_size`` must agree with it, and is used when this is None.
         where: prefix of error messages, e.g. ``"preds.jsonl: line 3"``.
@@ -228,9 +234,9 @@ def line_detections(
     """
     _check_policy(score_policy)
     if "detections" in line:
-        return _detection_line(line, where, "given" if score_policy == "auto" else score_policy)
+        return _detection_line(line, where, get_score_policy(resolve_policy(score_policy, "detections")))
     if "response" in line:
-        return _response_line(line, image_size, where, "rank" if score_policy == "auto" else score_policy)
+        return _response_line(line, image_size, where, get_score_policy(resolve_policy(score_policy, "responses")))
     raise ValueError(f"{where}: a line needs 'detections' or 'response'")
 
 
@@ -332,7 +338,7 @@ def load_predictions(
     path: str | Path,
     annotations: Sequence[ImageAnnotation],
     *,
-    score_policy: str = "auto",
+    score_policy: str = AUTO_POLICY,
     data: str | Path | None = None,
 ) -> PredictionSet:
     """Read a predictions JSONL (any of the three line kinds) into detections on ``annotations``' images.
@@ -340,7 +346,7 @@ def load_predictions(
     Args:
         path: the JSONL file.
         annotations: ``verl_hoi.hicodet.load_annotations`` records; image ``i`` is ``annotations[i]``.
-        score_policy: one of :data:`POLICIES`.
+        score_policy: one of :func:`verl_hoi.detections.score_policy_choices`.
         data: the parquet a verl validation dump was made on (only for dumps).
 
     Raises:
@@ -401,10 +407,8 @@ def load_predictions(
     missing = len(annotations) - len(per_image)
     if missing:
         logger.warning("%d of %d annotated images have no prediction line: no detections there", missing, len(index))
-    if score_policy == "auto":
-        policy = " / ".join(p for k, p in (("detections", "given"), ("responses", "rank")) if k in kinds) or "given"
-    else:
-        policy = score_policy
+    # auto stands for one policy per kind of line: name each one applied
+    applied = dict.fromkeys(resolve_policy(score_policy, kind) for kind in ("detections", "responses") if kind in kinds)
     stats.update(
         lines=num_lines,
         images_predicted=len(per_image),
@@ -415,4 +419,81 @@ def load_predictions(
         invalid_items=invalid,
         frames=frames,
     )
-    return PredictionSet(detections, policy, stats)
+    return PredictionSet(detections, " / ".join(applied), stats)
+
+
+def _percent_list(values: np.ndarray) -> list[float | None]:
+    return [None if math.isnan(v) else v * 100 for v in values.tolist()]
+
+
+def evaluate_predictions(
+    annotations_path: str | Path,
+    predictions_path: str | Path,
+    *,
+    score_policy: str = AUTO_POLICY,
+    known_object_source: str = KNOWN_FROM_BOXES,
+    data: str | Path | None = None,
+    split: str = "test",
+) -> dict[str, Any]:
+    """Everything ``python -m verl_hoi.evaluate`` does but printing: the result dictionary written by ``--json``.
+
+    Args:
+        annotations_path: ``anno_bbox.mat`` or ``instances_<split>2015.json``.
+        predictions_path: the predictions JSONL (or a verl validation dump, with ``data``).
+        score_policy: one of :func:`verl_hoi.detections.score_policy_choices`.
+        known_object_source: :data:`verl_hoi.evaluation.KNOWN_FROM_BOXES` or the path of HICO's ``anno.mat``.
+        data: the parquet a verl validation dump was made on.
+        split: the annotation split.
+
+    Returns:
+        ``{"default": {"full", "rare", "non_rare"}, "known_object": {...}, "recall": {setting: {...}},
+        "num_classes": {...}, "notes": [...], "settings": {...}, "per_class": {"name", "npos",
+        "ap": {setting: [600]}, "recall": {setting: [600]}}}``; mAP and recall in percent, full
+        precision, ``None`` for classes without ground truth and for subsets without such a class
+        (``notes`` says which).
+
+    Raises:
+        ValueError: a malformed annotation, predictions or ``anno.mat`` file (the message names it).
+    """
+    annotations = load_annotations(annotations_path, split)
+    file_names = [record.file_name for record in annotations]
+    if known_object_source == KNOWN_FROM_BOXES:
+        known, source = None, "images with box ground truth of the object (no anno.mat)"
+    else:
+        known = known_objects_from_anno_mat(known_object_source, file_names, split)
+        source = f"image-level labels of {Path(known_object_source).name} (anno_{split} == 1)"
+    gt = GroundTruth.from_annotations(annotations, known_objects=known, known_object_source=source)
+    predictions = load_predictions(predictions_path, annotations, score_policy=score_policy, data=data)
+    ev = HOIEval(gt, predictions.detections)
+    result = ev.run()
+    result["notes"] = []
+    for name in SUBSETS:
+        if result["num_classes"][name] == 0:  # the mean over no class is undefined: NaN, written as null
+            for setting in SETTINGS:
+                result[setting][name] = result["recall"][setting][name] = None
+            result["notes"].append(
+                f"{name.replace('_', '-')}: no class of this subset has ground truth in these annotations, "
+                "so its mAP and mean recall are undefined (null)"
+            )
+    result["settings"] = {
+        "annotations": str(annotations_path),
+        "predictions": str(predictions_path),
+        "score_policy": predictions.score_policy,
+        "known_object_source": source,
+        "frame": "original (annotation boxes as stored, 1-based inclusive; IoU with +1 pixel)",
+        "min_overlap": ev.min_overlap,
+        "max_per_image_for_responses": MAX_PER_IMAGE,
+        "num_images": len(annotations),
+        "num_images_predicted": predictions.stats["images_predicted"],
+        "num_images_missing": predictions.stats["images_missing"],
+        "num_detections": predictions.stats["detections"],
+        "num_ground_truth_pairs": int(len(gt.image)),
+        "prediction_stats": predictions.stats,
+    }
+    result["per_class"] = {
+        "name": [hoi_name(c) for c in range(NUM_HOI)],
+        "npos": ev.npos.tolist(),
+        "ap": {s: _percent_list(ev.ap[s]) for s in SETTINGS},
+        "recall": {s: _percent_list(ev.recall[s]) for s in SETTINGS},
+    }
+    return result

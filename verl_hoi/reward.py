@@ -44,7 +44,8 @@ from typing import Any
 import numpy as np
 
 from verl_hoi.answer import MAX_ITEMS, MAX_TEXT_CHARS, HOIPair, parse_answer
-from verl_hoi.geometry import COMBINE, combine_iou, hungarian, iou_from_corners
+from verl_hoi.evaluation import MIN_OVERLAP
+from verl_hoi.geometry import COMBINE, DEFAULT_COMBINE, iou_from_corners, match_pairs
 from verl_hoi.prompts import get_prompt
 
 __all__ = ["KEYS", "RewardConfig", "compute_score", "reward_config", "score_pairs"]
@@ -72,6 +73,8 @@ KEYS: tuple[str, ...] = (
 
 _VERL_KWARGS = frozenset({"reward_router_address", "reward_model_tokenizer"})
 """Keyword arguments verl's reward managers may pass to any ``compute_score``; ignored."""
+_WEIGHTS = ("format_weight", "label_weight", "iou_weight")
+"""The :class:`RewardConfig` fields that weigh the format, label and IoU scores in ``score``."""
 
 
 @dataclass(frozen=True)
@@ -90,7 +93,7 @@ class RewardConfig:
         match_iou: least merged IoU for a Hungarian match to count, in [0, 1].
         object_weight: share of object agreement in a matched pair's label score, the rest is verb F1; [0, 1].
         triplet_iou: least human and object IoU for a matched pair's triplets to count as true positives in
-            ``precision`` / ``recall`` / ``f1`` (HICO-DET evaluation uses 0.5); (0, 1].
+            ``precision`` / ``recall`` / ``f1`` (default: HICO-DET evaluation's, ``evaluation.MIN_OVERLAP``); (0, 1].
         max_pairs: answers with more items than ``max(max_pairs, ground-truth pairs)`` are flooding: format 0
             (the parser reads ``max(answer.MAX_ITEMS, max_pairs, ground-truth pairs)`` items).
         require_think: the tags must include a think block; ``None`` (default): as the row's prompt template
@@ -102,16 +105,16 @@ class RewardConfig:
     format_weight: float = 0.2
     label_weight: float = 0.4
     iou_weight: float = 0.4
-    combine: str = "min"
+    combine: str = DEFAULT_COMBINE
     match_iou: float = 0.1
     object_weight: float = 0.5
-    triplet_iou: float = 0.5
+    triplet_iou: float = MIN_OVERLAP
     max_pairs: int = MAX_ITEMS
     require_think: bool | None = None
     prefilled_think: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("format_weight", "label_weight", "iou_weight"):
+        for name in _WEIGHTS:
             _check_number(name, getattr(self, name), 0.0, math.inf)
         total = float(self.format_weight) + float(self.label_weight) + float(self.iou_weight)
         if total <= 0:
@@ -132,7 +135,7 @@ class RewardConfig:
             _check_flag("require_think", self.require_think, "true, false or null")
         _check_flag("prefilled_think", self.prefilled_think)
         # Stored as Python numbers: NumPy scalars would compute the score in their own precision (float32 overflows).
-        for name in ("format_weight", "label_weight", "iou_weight", "match_iou", "object_weight", "triplet_iou"):
+        for name in (*_WEIGHTS, "match_iou", "object_weight", "triplet_iou"):
             object.__setattr__(self, name, float(getattr(self, name)))
         object.__setattr__(self, "max_pairs", int(count))
         if self.require_think is not None:
@@ -262,16 +265,11 @@ def _score(pred: tuple[HOIPair, ...], truth: _Truth, config: RewardConfig, answe
     matched = true_positives = 0
     if num_pred and num_gt:
         both = iou_from_corners(_corners(pred)[..., None], truth.corners)  # (2, N, M): human, object
-        merged = combine_iou(both[0], both[1], config.combine)
-        if config.match_iou > 0:
-            merged[merged < config.match_iou] = 0.0
-        rows, cols = hungarian(merged)
+        rows, cols, _ = match_pairs(both[0], both[1], combine=config.combine, min_iou=config.match_iou)
+        matched = len(rows)
         human, obj = both[:, rows, cols].tolist()
         object_weight, verb_weight = config.object_weight, 1.0 - config.object_weight
-        for i, j, h, o, m in zip(rows.tolist(), cols.tolist(), human, obj, merged[rows, cols].tolist(), strict=True):
-            if m <= 0.0:
-                continue
-            matched += 1
+        for i, j, h, o in zip(rows.tolist(), cols.tolist(), human, obj, strict=True):
             iou += h + o
             pair, gt_verbs = pred[i], truth.verbs[j]
             common = len(gt_verbs.intersection(pair.verb_ids))
