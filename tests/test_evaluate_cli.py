@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from scipy.io import savemat
 
@@ -466,7 +466,6 @@ VALID_LINES = [
 ]
 
 
-@settings(max_examples=300, deadline=None)
 @given(
     st.sampled_from(VALID_LINES),
     st.dictionaries(st.sampled_from(LINE_KEYS), JSON_VALUES, max_size=3),

@@ -11,7 +11,7 @@ import re
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from verl_hoi.answer import MAX_ITEMS, HOIPair, render_answer, render_response
@@ -295,7 +295,6 @@ FINITE_OR_NOT = (
 )
 
 
-@settings(max_examples=300, deadline=None)
 @given(FINITE_OR_NOT, FINITE_OR_NOT, FINITE_OR_NOT, FINITE_OR_NOT, FINITE_OR_NOT, FINITE_OR_NOT)
 def test_score_is_never_nan(fw: object, lw: object, iw: object, match_iou: object, ow: object, tiou: object) -> None:
     # any option value either is refused with a ValueError or gives scores in [0, 1]
@@ -385,7 +384,6 @@ def check_result(result: dict) -> None:
 TAGS = st.sampled_from(["<think>", "</think>", "<answer>", "</answer>", "[", "]", "{", "}", ",", '"', "'"])
 
 
-@settings(max_examples=200, deadline=None)
 @given(st.lists(st.one_of(st.text(max_size=20), TAGS, st.sampled_from([TRUTH, render_answer([A])])), max_size=12))
 def test_never_raises_on_text(pieces: list[str]) -> None:
     check_result(compute_score("hico_det", "".join(pieces), TRUTH))
@@ -411,14 +409,12 @@ def pairs(draw: st.DrawFn, max_size: int = 6) -> list[HOIPair]:
 weights = st.floats(min_value=0.01, max_value=10, allow_nan=False)
 
 
-@settings(max_examples=100, deadline=None)
 @given(pairs(), pairs(), st.sampled_from(["min", "mean", "product"]), st.floats(0, 1), weights, weights, weights)
 def test_scores_stay_in_range(pred: list, truth: list, combine: str, match_iou: float, fw: float, lw: float, iw: float):
     options = {"combine": combine, "match_iou": match_iou, "format_weight": fw, "label_weight": lw, "iou_weight": iw}
     check_result(compute_score("hico_det", respond(*pred), render_answer(truth), None, **options))
 
 
-@settings(max_examples=100, deadline=None)
 @given(pairs(), weights, weights, weights, st.floats(0, 1))
 def test_ground_truth_itself_scores_exactly_one(truth: list, fw: float, lw: float, iw: float, object_weight: float):
     answer = render_answer(truth)
