@@ -23,10 +23,11 @@ UTF-8 with {task} and {answer} (a literal brace written {{ or }}); --out is a wr
 (created if missing) whose outputs are neither inputs nor folders; --data is a parquet with the RL
 columns and at least one row; the cache holds only complete records (a torn last line from a kill
 is dropped, any other damage is reported and the file left as it is). Each row is checked as it is
-read (verl_hoi.teacher.check_row): field types, a ground truth that is a strict JSON list of valid
-items (names are read as verl_hoi.answer.parse_answer reads them: any case, verbs as a list or a
-"hold, ride" string), an image that decodes in full and has the size in extra_info. Nothing else
-is coerced: a number where text is expected is an error. Rows are counted from 0.
+read, as training will check the SFT row made from it (verl_hoi.teacher.check_row): field types and
+metadata, a ground truth that is a strict JSON list of valid items (names are read as
+verl_hoi.answer.parse_answer reads them: any case, verbs as a list or a "hold, ride" string), an image
+that decodes in full and has the size in extra_info. Nothing else is coerced: a number where text is
+expected is an error. Rows are counted from 0.
 
 Exit codes: 0 done; 1 some requests failed, the teacher stopped the run, or no trace was accepted
 (rerun to resume); 2 a mistake in the options or the input, one line "error: ..." naming the file
@@ -63,6 +64,7 @@ from verl_hoi.cli import (
 from verl_hoi.convert import write_parquet
 from verl_hoi.distill import (
     CACHE_NAME,
+    DEFAULT_CONCURRENCY,
     OUTPUT_NAMES,
     SFT_NAME,
     SUMMARY_NAME,
@@ -77,9 +79,20 @@ from verl_hoi.distill import (
     sft_rows,
 )
 from verl_hoi.sft import sft_schema
-from verl_hoi.teacher import FatalTeacherError, Price, TeacherClient, load_teacher_prompt, model_price
+from verl_hoi.teacher import (
+    DEFAULT_BACKOFF_BASE,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_MAX_TOKENS,
+    DEFAULT_TEMPERATURE,
+    IMAGE_DETAILS,
+    FatalTeacherError,
+    Price,
+    TeacherClient,
+    load_teacher_prompt,
+    model_price,
+)
+from verl_hoi.traces import MAX_TRACE_CHARS
 
-DETAILS = ("auto", "low", "high")
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
 MAX_CONCURRENCY = 1024
 MAX_PRICE = 1e6  # USD per million tokens: far above any model's, low enough that no cost overflows
@@ -129,9 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     add(
         "--concurrency",
         type=_number(int, 1, maximum=MAX_CONCURRENCY),
-        default=8,
+        default=DEFAULT_CONCURRENCY,
         metavar="N",
-        help="requests in flight (default: 8)",
+        help="requests in flight (default: %(default)s)",
     )
     add("--limit", type=positive_int, metavar="N", help="only the first N rows")
     add("--max-cost", type=_number(float, 0, strict=True), metavar="USD", help="stop sending once this could be hit")
@@ -140,15 +153,25 @@ def build_parser() -> argparse.ArgumentParser:
     add("--input-price", type=price, metavar="USD", help="USD per million input tokens")
     add("--output-price", type=price, metavar="USD", help="USD per million output tokens")
     add("--teacher-prompt", type=Path, metavar="FILE", help="prompt template with {task} and {answer}")
-    add("--detail", choices=DETAILS, default="auto", help="image detail sent to the teacher (default: auto)")
+    add(
+        "--detail",
+        choices=IMAGE_DETAILS,
+        default=IMAGE_DETAILS[0],
+        help="image detail sent to the teacher (default: %(default)s)",
+    )
     add(
         "--max-tokens",
         type=_number(int, 1, maximum=MAX_TOKENS),
-        default=1024,
+        default=DEFAULT_MAX_TOKENS,
         metavar="N",
-        help="teacher output limit (1024)",
+        help="teacher output limit (%(default)s)",
     )
-    add("--temperature", type=_number(float, 0), default=0.7, help="sampling temperature (default: 0.7)")
+    add(
+        "--temperature",
+        type=_number(float, 0),
+        default=DEFAULT_TEMPERATURE,
+        help="sampling temperature (default: %(default)s)",
+    )
     add(
         "--timeout",
         type=_number(float, 0, strict=True, maximum=MAX_TIMEOUT),
@@ -156,9 +179,21 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="per request (120 s)",
     )
-    add("--max-retries", type=_number(int, 0), default=6, metavar="N", help="on 429/5xx/timeouts (default: 6)")
-    add("--backoff-base", type=_number(float, 0), default=1.0, metavar="S", help="first retry wait (default: 1 s)")
-    add("--max-trace-chars", type=positive_int, default=4000, metavar="N", help="longer traces are rejected")
+    add(
+        "--max-retries",
+        type=_number(int, 0),
+        default=DEFAULT_MAX_RETRIES,
+        metavar="N",
+        help="on 429/5xx/timeouts (default: %(default)s)",
+    )
+    add(
+        "--backoff-base",
+        type=_number(float, 0),
+        default=DEFAULT_BACKOFF_BASE,
+        metavar="S",
+        help=f"first retry wait (default: {DEFAULT_BACKOFF_BASE:g} s)",
+    )
+    add("--max-trace-chars", type=positive_int, default=MAX_TRACE_CHARS, metavar="N", help="longer traces are rejected")
     add("--retry-rejected", action="store_true", help="ask again for items whose cached trace was rejected")
     return parser
 

@@ -12,7 +12,7 @@ never read from strings; each file name once: the rules are in verl_hoi/hicodet.
 present (or left out with --skip-missing-images), and --out a folder that can be written, neither
 the annotation file nor the image folder. While converting, every image is decoded as training will
 decode it: one that cannot be (not an image, truncated, corrupt, or larger than PIL's
-decompression-bomb limit, verl_hoi.convert.MAX_IMAGE_PIXELS) stops the run, or with --skip-bad-images
+decompression-bomb limit, verl_hoi.images.MAX_IMAGE_PIXELS) stops the run, or with --skip-bad-images
 is left out and counted; one whose size is not the annotated one always stops it. A run that stops,
 Ctrl-C included, leaves an earlier <split>.parquet as it was and no partial file.
 
@@ -49,12 +49,9 @@ from verl_hoi.convert import (
     select_images,
     write_parquet,
 )
-from verl_hoi.frames import DEFAULT_FRAME, DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, FRAMES
+from verl_hoi.frames import DEFAULT_FRAME, DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, available_frames
 from verl_hoi.hicodet import SPLITS, load_annotations
-from verl_hoi.prompts import DEFAULT_PROMPT, available_prompts, get_prompt
-
-PLAIN_PROMPT = "hoi_r1_plain"
-"""The template ``--no-thinking`` selects when no ``--prompt`` is given."""
+from verl_hoi.prompts import DEFAULT_PROMPT, PLAIN_PROMPT, available_prompts, get_prompt
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,7 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--images", required=True, type=Path, metavar="DIR", help="folder with the split's images")
     parser.add_argument("--split", required=True, choices=SPLITS, help="train skips images without a visible pair")
     parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder (created if needed)")
-    parser.add_argument("--frame", choices=FRAMES, default=DEFAULT_FRAME, help="box coordinates (default: %(default)s)")
+    parser.add_argument(
+        "--frame", choices=available_frames(), default=DEFAULT_FRAME, help="box coordinates (default: %(default)s)"
+    )
     parser.add_argument(
         "--min-pixels", type=positive_int, default=DEFAULT_MIN_PIXELS, metavar="N", help="default: %(default)s"
     )
@@ -73,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--image-mode",
         choices=IMAGE_MODES,
-        default="embed",
+        default=IMAGE_MODES[0],
         help="embed: JPEG bytes in the parquet (portable); path: absolute image paths (small file, the images "
         "must stay where they are) (default: %(default)s)",
     )

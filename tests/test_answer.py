@@ -17,6 +17,8 @@ from verl_hoi.answer import (
     MAX_TEXT_CHARS,
     HOIPair,
     ParsedAnswer,
+    group_triplets,
+    merge_pairs,
     parse_answer,
     render_answer,
     render_response,
@@ -101,6 +103,21 @@ def test_render_answer_takes_numpy_scalars() -> None:
     obj = tuple(np.array([5, 6, 70, 80.5], dtype=np.float32))
     pair = HOIPair(human, obj, np.int64(CUP), (np.int64(HOLD),))
     assert render_answer([pair]) == f"[{item(obj='[5, 6, 70, 80.5]')}]"
+
+
+def test_group_triplets_merges_triplets_of_one_pair() -> None:
+    human = [(0.0, 0.0, 5.0, 5.0), (0.0, 0.0, 5.0, 5.0), (1.0, 1.0, 6.0, 6.0)]
+    obj = [(2.0, 2.0, 9.0, 9.0)] * 3
+    groups = group_triplets(zip(human, obj, strict=True), ["a", "b", "c"])
+    assert [names for _, names in groups] == [["a", "b"], ["c"]]  # first-seen order
+    assert [key for key, _ in groups] == [(human[0], obj[0]), (human[2], obj[0])]
+
+
+def test_merge_pairs_keys_on_the_object_too() -> None:
+    # the same boxes with another object stay apart; verbs of one pair are merged and sorted; first-seen order
+    a, b, c = (HOIPair((0, 0, 5, 5), (2, 2, 9, 9), CUP, (v,)) for v in (SIP, HOLD, SIP))
+    other = HOIPair((0, 0, 5, 5), (2, 2, 9, 9), PERSON, (NO_INTERACTION,))
+    assert merge_pairs([a, other, b, c]) == [HOIPair(a.human, a.object, CUP, (HOLD, SIP)), other]
 
 
 def test_round_trip_on_the_shipped_sample(sample_annotations) -> None:

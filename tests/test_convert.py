@@ -17,7 +17,6 @@ from PIL import Image
 
 from verl_hoi.answer import HOIPair
 from verl_hoi.convert import (
-    BadImageError,
     ConvertOptions,
     build_row,
     ground_truth_pairs,
@@ -29,6 +28,7 @@ from verl_hoi.convert import (
     write_parquet,
 )
 from verl_hoi.hicodet import GroundTruthPair, ImageAnnotation, load_annotations
+from verl_hoi.images import BadImageError
 from verl_hoi.prompts import build_messages
 from verl_hoi.vocab import hoi_id
 

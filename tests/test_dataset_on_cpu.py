@@ -1,5 +1,5 @@
 """HOIDataset through verl's real RLHFDataset code and the tiny Qwen2.5-VL processor; the row check
-(``check_row``) it shares with HOISFTDataset and ``verl_hoi.predict``."""
+(``verl_hoi.rows.check_row``) it shares with HOISFTDataset, prediction and the distillation."""
 
 import io
 import json
@@ -9,7 +9,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import torch
+from conftest import TINY_MAX_PIXELS, TINY_MIN_PIXELS
 from omegaconf import OmegaConf
+from test_convert import png_header
 from transformers import AutoProcessor, AutoTokenizer
 from verl.utils.dataset.rl_dataset import RLHFDataset, get_dataset_class
 from verl.utils.tokenizer import build_multimodal_processor_inputs
@@ -18,10 +20,8 @@ from verl_hoi.convert import ConvertOptions, iter_rows, row_schema, write_parque
 from verl_hoi.frames import frame_extent
 from verl_hoi.hicodet import load_annotations
 from verl_hoi.prompts import build_messages
-from verl_hoi.verl_plugin.dataset import HOIDataset, check_row, processor_pixels
-
-TINY_MIN_PIXELS = 4 * 28 * 28
-TINY_MAX_PIXELS = 64 * 28 * 28
+from verl_hoi.rows import RowMeta, check_row, processor_pixels
+from verl_hoi.verl_plugin.dataset import HOIDataset
 
 
 def _convert(tmp_path: Path, annotations: Path, images: Path, **options) -> Path:
@@ -210,7 +210,11 @@ def _drop_placeholder(rows):
 BAD_ROWS = [
     # (edit, bad row, message)
     (_swap_first_image, 0, "row 0 (HICO_test2015_00000001.jpg): the image is 465x640 but extra_info.image_size is"),
-    (_truncate_third_image, 2, "row 2 (HICO_test2015_00000003.jpg): the embedded image cannot be decoded (OSError"),
+    (
+        _truncate_third_image,
+        2,
+        "row 2 (HICO_test2015_00000003.jpg): the embedded image: cannot read image: image file is truncated",
+    ),
     (_drop_placeholder, 4, "row 4 (HICO_test2015_00000008.jpg): the prompt has 0 <image> placeholder(s) for 1 image"),
 ]
 
@@ -338,8 +342,11 @@ CHECK_CASES = [
     ({}, {"min_pixels": 3136.0}, "image entry has min_pixels=3136.0 but the row's boxes were made for min_pixels=3136"),
     ({}, {"bytes": None}, "image entry has no bytes and no image path (image=None)"),
     ({}, {"bytes": "not bytes"}, "image entry bytes must be binary, got str"),
-    ({}, {"bytes": b"GIF89a not really"}, "the embedded image is not an image file PIL can read"),
-    ({}, {"bytes": None, "image": "/nonexistent/a.jpg"}, "image /nonexistent/a.jpg: file not found"),
+    ({}, {"bytes": b"GIF89a not really"}, "the embedded image: not an image file (or not in a format PIL reads)"),
+    ({}, {"bytes": b""}, "the embedded image: not an image file (or not in a format PIL reads)"),
+    ({}, {"bytes": None, "image": "/nonexistent/a.jpg"}, "/nonexistent/a.jpg: cannot read image: No such file or"),
+    ({}, {"bytes": png_header(10_000, 10_000)}, "the embedded image: image is 10000x10000, over the limit of"),
+    ({"max_pixels": 10**9}, {"max_pixels": 10**9}, "max_pixels must be in 784..89478485, got 1000000000"),
     ({}, {"bytes": _jpeg((427, 640))}, "the image is 427x640 but extra_info.image_size is [640, 427]"),
 ]
 
@@ -356,8 +363,10 @@ def test_check_row_refuses(extra, entry, message):
 def test_check_row_accepts_the_converters_row():
     image = {"bytes": _jpeg((640, 427)), "min_pixels": 3136, "max_pixels": 50176}
     messages = [{"role": "user", "content": "<image>Find the interactions."}]
-    assert check_row(GOOD_EXTRA | {"prefilled_think": False}, [image], (3136, 50176), messages) == (252, 168)
-    assert check_row(GOOD_EXTRA, [{"bytes": image["bytes"]}], None) == (252, 168)  # budget filled in from the row
+    meta = check_row(GOOD_EXTRA | {"prefilled_think": False}, [image], (3136, 50176), messages)
+    assert meta == RowMeta(**(GOOD_EXTRA | {"image_size": (640, 427), "model_size": (252, 168)}), prefilled_think=False)
+    assert meta.to_dict() == GOOD_EXTRA | {"prefilled_think": False}
+    assert check_row(GOOD_EXTRA, [{"bytes": image["bytes"]}], None).model_size == (252, 168)  # budget from the row
     with pytest.raises(ValueError, match="a row has one image entry, got 2"):
         check_row(GOOD_EXTRA, [image, image], None)
     with pytest.raises(ValueError, match="extra_info must be an object, got '{}'"):

@@ -249,7 +249,10 @@ async def test_a_failing_server_stops_the_run(server, rows, names, tmp_path):
 async def test_a_bad_row_stops_the_run_once_the_requests_before_it_are_recorded(server, rows, names, tmp_path):
     bad = copy.deepcopy(rows)
     bad[2]["images"][0]["bytes"] = b"not an image"
-    with pytest.raises(RowError, match=re.escape(f"row 2 ({names[2]}): images[0]: not an image file (unknown format)")):
+    with pytest.raises(
+        RowError,
+        match=re.escape(f"row 2 ({names[2]}): the embedded image: not an image file (or not in a format PIL reads)"),
+    ):
         await distill(bad, tmp_path, model="m", teacher=_teacher(server, []), concurrency=1, progress=False)
     assert [line["file_name"] for line in _cache_lines(tmp_path)] == names[:2]
     assert [p.name for p in tmp_path.iterdir()] == ["cache.jsonl"]  # the lock is gone

@@ -11,8 +11,6 @@ from __future__ import annotations
 import copy
 import importlib.util
 import os
-import struct
-import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from cli_harness import CommandResult, assert_user_error, run_command, snapshot
+from test_convert import png_header
 from test_teacher import set_field
 
 from verl_hoi.convert import ConvertOptions, iter_rows, row_schema, select_images
@@ -74,16 +73,6 @@ class Workspace:
     def cache(self, *lines: str) -> list[str]:
         self.file("out/cache.jsonl", "".join(lines))
         return []
-
-
-def _png_header(width: int, height: int) -> bytes:
-    """A PNG whose header claims ``width`` x ``height`` pixels, with no pixel data to speak of."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
 
 
 def _damaged(data: bytes) -> bytes:
@@ -173,38 +162,40 @@ CASES = [
     # ---- --data: one row (counted from 0, named by its file)
     pytest.param(
         lambda ws: ws.bad_row(2, _set("prompt", None)),
-        ("prompt must be a non-empty list"),
+        ("the prompt must be a list of chat messages, got None",),
         id="row-prompt-null",
     ),
     pytest.param(
         lambda ws: ws.bad_row(1, _set("prompt.0.role", "robot")),
-        ("prompt[0].role must be one of"),
+        ("prompt[0].role must be one of system, user, assistant, got 'robot'",),
         id="row-unknown-role",
     ),
     pytest.param(
         lambda ws: ws.bad_row(0, _set("prompt.0.content", "Find them.")),
-        ("the prompt has 0 <image> for 1 image"),
+        ("the prompt has 0 <image> placeholder(s) for 1 image(s)",),
         id="row-no-image-placeholder",
     ),
-    pytest.param(lambda ws: ws.bad_row(3, _set("images", [])), ("images must be a non-empty list"), id="row-no-images"),
+    pytest.param(
+        lambda ws: ws.bad_row(3, _set("images", [])), ("a row has one image entry, got 0",), id="row-no-images"
+    ),
     pytest.param(
         lambda ws: ws.bad_row(0, _set("images.0.bytes", b"")),
-        ("images[0].bytes is empty"),
+        ("the embedded image: not an image file (or not in a format PIL reads)",),
         id="row-image-bytes-empty",
     ),
     pytest.param(
         lambda ws: ws.bad_row(0, _set("images.0.min_pixels", 10**6)),
-        ("min_pixels 1000000 is more than its max_pixels"),
+        ("image entry has min_pixels=1000000 but the row's boxes were made for min_pixels=3136",),
         id="row-min-over-max-pixels",
     ),
     pytest.param(
         lambda ws: ws.bad_row(4, _set("reward_model.ground_truth", None)),
-        ("ground_truth must be the answer JSON text, got nothing"),
+        ("ground_truth must be the answer JSON text, got nothing",),
         id="row-ground-truth-null",
     ),
     pytest.param(
         lambda ws: ws.bad_row(4, _set("reward_model.ground_truth", '[{"human": [1, 2')),
-        ("ground_truth is not a valid answer"),
+        ("ground_truth is not a valid answer",),
         id="row-ground-truth-cut",
     ),
     pytest.param(
@@ -215,7 +206,7 @@ CASES = [
                 '[{"human": [9, 0, 1, 5], "object": [0, 0, 5, 5], "object class": "cup", "verb class": ["hold"]}]',
             ),
         ),
-        ("item 0: bad or missing 'human' box"),
+        ("item 0: bad or missing 'human' box",),
         id="row-ground-truth-x2-below-x1",
     ),
     pytest.param(
@@ -226,7 +217,7 @@ CASES = [
                 '[{"human": ["0", 0, 1, 5], "object": [0, 0, 5, 5], "object class": "cup", "verb class": ["hold"]}]',
             ),
         ),
-        ("item 0: bad or missing 'human' box"),
+        ("item 0: bad or missing 'human' box",),
         id="row-ground-truth-box-of-strings",
     ),
     pytest.param(
@@ -237,60 +228,62 @@ CASES = [
                 '[{"human": [0, 0, 1, 5], "object": [0, 0, 5, 5], "object class": "unicorn", "verb class": ["ride"]}]',
             ),
         ),
-        ("unknown object 'unicorn'"),
+        ("unknown object 'unicorn'",),
         id="row-ground-truth-unknown-object",
     ),
     pytest.param(
         lambda ws: ws.bad_row(0, _set("extra_info.frame", "resised")),
-        ("extra_info.frame must be one of"),
+        ("extra_info.frame 'resised' is not one of resized, original, norm1000",),
         id="row-unknown-frame",
     ),
     pytest.param(
         lambda ws: ws.bad_row(0, _set("extra_info.model_size", [0, 168])),
-        ("extra_info.model_size must be [width, height]"),
+        ("extra_info.model_size must be [width, height] in positive integers, got [0, 168]",),
         id="row-model-size-zero",
     ),
     pytest.param(
         lambda ws: ws.bad_row(0, _set("extra_info.model_size", [10**6, 10**6])),
-        ("extra_info.model_size [1000000, 1000000] is over the limit of 89478485 pixels",),
+        ("model_size [1000000, 1000000] is not the smart resize [252, 168] of image_size [640, 427]",),
         id="row-model-size-huge",
     ),
     pytest.param(
         lambda ws: ws.bad_row(0, _truncate_image),
-        ("images[0]: not a readable image", "truncated"),
+        ("the embedded image: cannot read image: image file is truncated",),
         id="row-image-truncated",
     ),
     pytest.param(
         lambda ws: ws.bad_row(2, _set("images.0.bytes", b"GIF89a not really")),
-        ("images[0]: not"),
+        ("the embedded image: not an image file (or not in a format PIL reads)",),
         id="row-image-corrupt",
     ),
     pytest.param(
         lambda ws: ws.bad_row(0, _set("images.0.bytes", b"%PDF-1.4\n")),
-        ("images[0]: not an image file"),
+        ("the embedded image: not an image file (or not in a format PIL reads)",),
         id="row-image-is-a-pdf",
     ),
     pytest.param(
-        lambda ws: ws.bad_row(0, _set("images.0.bytes", _png_header(10_000, 10_000))),
-        ("images[0] is 10000x10000, over the limit of 89478485 pixels",),
+        lambda ws: ws.bad_row(0, _set("images.0.bytes", png_header(10_000, 10_000))),
+        ("the embedded image: image is 10000x10000, over the limit of 89478485 pixels",),
         id="row-image-header-claims-too-many-pixels",
     ),
     pytest.param(
-        lambda ws: ws.bad_row(0, _set("images.0.bytes", _png_header(100_000, 100_000))),
-        ("images[0]: over the limit of 89478485 pixels",),
+        lambda ws: ws.bad_row(0, _set("images.0.bytes", png_header(100_000, 100_000))),
+        ("the embedded image: image is over the limit of 89478485 pixels",),
         id="row-image-header-claims-huge",
     ),
     pytest.param(
         lambda ws: ws.bad_row(0, _set("extra_info.image_size", [600, 400])),
-        ("images[0] is 640x427 but extra_info.image_size says 600x400"),
+        ("the image is 640x427 but extra_info.image_size is [600, 400]",),
         id="row-image-size-disagrees",
     ),
     pytest.param(
         lambda ws: ["--out", str(ws.root / "new" / "nested" / "out"), *ws.bad_row(5, _set("images.0.bytes", b"x"))],
-        ("images[0]: not an image file",),
+        ("the embedded image: not an image file (or not in a format PIL reads)",),
         id="row-error-removes-the-new-out-folders",
     ),
-    pytest.param(_path_mode, ("images[0]: cannot read", "gone.jpg"), id="row-image-path-missing"),
+    pytest.param(
+        _path_mode, ("/images/gone.jpg: cannot read image: No such file or directory",), id="row-image-path-missing"
+    ),
     # ---- the cache in --out
     pytest.param(
         lambda ws: ws.cache(GOOD_CACHE_LINE, '{"key": "b", "sta\n', GOOD_CACHE_LINE),

@@ -1,13 +1,18 @@
+import importlib.util
+import io
+from dataclasses import dataclass
+
 import numpy as np
 import pytest
-from conftest import TINY_MAX_PIXELS, TINY_MIN_PIXELS
+from conftest import REPO, TINY_MAX_PIXELS, TINY_MIN_PIXELS
 from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 from transformers import Qwen2VLImageProcessor
 from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize as transformers_smart_resize
 
-from verl_hoi import frames
+from verl_hoi import frames, prompts, teacher
+from verl_hoi.convert import ConvertOptions, build_row
 from verl_hoi.frames import (
     DEFAULT_MAX_PIXELS,
     DEFAULT_MIN_PIXELS,
@@ -16,13 +21,16 @@ from verl_hoi.frames import (
     model_size,
     to_frame,
 )
+from verl_hoi.hicodet import GroundTruthPair, ImageAnnotation
+from verl_hoi.prompts import PromptTemplate
+from verl_hoi.rows import RowMeta, check_row
 
 DEFAULT = (DEFAULT_MIN_PIXELS, DEFAULT_MAX_PIXELS)
 TINY = (TINY_MIN_PIXELS, TINY_MAX_PIXELS)
 
 
 def test_registry_order_and_default():
-    assert frames.FRAMES == ("resized", "original", "norm1000")
+    assert frames.available_frames() == ("resized", "original", "norm1000")
     assert frames.DEFAULT_FRAME == "resized"
 
 
@@ -179,7 +187,6 @@ def test_frame_extent(frame, expected):
 def scratch_registry(monkeypatch):
     """Lets a test register frames without leaking them into other tests."""
     monkeypatch.setattr(frames, "_REGISTRY", dict(frames._REGISTRY))
-    monkeypatch.setattr(frames, "FRAMES", frames.FRAMES)
 
 
 def test_register_frame(scratch_registry):
@@ -190,7 +197,7 @@ def test_register_frame(scratch_registry):
         return boxes * np.array(image_size * 2)
 
     frames.register_frame("unit", to_fn, from_fn)
-    assert frames.FRAMES == ("resized", "original", "norm1000", "unit")
+    assert frames.available_frames() == ("resized", "original", "norm1000", "unit")
     assert to_frame([[0, 0, 320, 427]], "unit", IMAGE, MODEL).tolist() == [[0, 0, 0.5, 1]]
     assert from_frame([[0, 0, 0.5, 1]], "unit", IMAGE, MODEL).tolist() == [[0, 0, 320, 427]]
     assert frame_extent("unit", IMAGE, MODEL) == (1, 1)  # derived from to_fn
@@ -203,7 +210,41 @@ def test_register_frame(scratch_registry):
 
 
 def test_scratch_registry_is_restored():
-    assert "unit" not in frames.FRAMES
+    assert "unit" not in frames.available_frames()
+
+
+@dataclass(frozen=True)
+class _DoubledWording(PromptTemplate):
+    def coordinates(self, frame, extent):
+        return f"Boxes are in pixels times two, up to {extent[0]}x{extent[1]}."
+
+
+def test_a_frame_registered_after_import_is_accepted_everywhere(scratch_registry, monkeypatch):
+    # Every module that reads the registry is imported before the frame exists: each must ask at use time.
+    monkeypatch.setattr(prompts, "_REGISTRY", dict(prompts._REGISTRY))
+    frames.register_frame("doubled", lambda boxes, i, m: boxes * 2, lambda boxes, i, m: boxes / 2)
+    prompts.register_prompt(_DoubledWording("doubled_prompt"))
+
+    options = ConvertOptions(frame="doubled", prompt="doubled_prompt", min_pixels=3136, max_pixels=50176)
+    args = ["--annotations", "a.json", "--images", "img", "--split", "test", "--out", "out", "--frame", "doubled"]
+    assert _converter_cli().build_parser().parse_args(args).frame == "doubled"
+
+    annotation = ImageAnnotation("a.jpg", 640, 427, (GroundTruthPair((10, 20, 30, 40), (50, 60, 70, 80), 0),))
+    buffer = io.BytesIO()
+    Image.new("RGB", (640, 427)).save(buffer, "JPEG")
+    row = build_row(annotation, 0, buffer.getvalue(), options)
+    assert row["extra_info"]["frame"] == "doubled"
+    assert '"human": [20, 40, 60, 80]' in row["reward_model"]["ground_truth"]
+    assert RowMeta.from_dict(row["extra_info"]).frame == "doubled"  # the training and prediction check
+    assert check_row(row["extra_info"], row["images"], (3136, 50176), row["prompt"]).frame == "doubled"
+    teacher.check_row(row)  # the distillation's check
+
+
+def _converter_cli():
+    spec = importlib.util.spec_from_file_location("hicodet_to_parquet", REPO / "data_prep" / "hicodet_to_parquet.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 boxes_st = st.lists(

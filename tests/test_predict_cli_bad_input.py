@@ -241,12 +241,15 @@ CASES: list[tuple[str, Callable[[Workspace], object], tuple[str, ...]]] = [
     (
         "image truncated",
         lambda ws: ws.rows[1]["images"][0].update(bytes=ws.rows[1]["images"][0]["bytes"][:-300]),
-        ("{data}: row 1 (HICO_test2015_00000002.jpg): the embedded image cannot be decoded (OSError: image file is",),
+        ("{data}: row 1 (HICO_test2015_00000002.jpg): the embedded image: cannot read image: image file is truncated",),
     ),
     (
         "image not an image",
         lambda ws: ws.rows[2]["images"][0].update(bytes=b"<html>not found</html>"),
-        ("{data}: row 2 (HICO_test2015_00000003.jpg): the embedded image is not an image file PIL can read",),
+        (
+            "{data}: row 2 (HICO_test2015_00000003.jpg): the embedded image: not an image file (or not in a format "
+            "PIL reads)",
+        ),
     ),
     (
         "image of another size",
@@ -260,7 +263,7 @@ CASES: list[tuple[str, Callable[[Workspace], object], tuple[str, ...]]] = [
             ws.rows[1].update(images=[{"image": str(ws.root / "gone.jpg")}]),
             setattr(ws, "schema", None),
         ),
-        ("{data}: row 1 (HICO_test2015_00000002.jpg): image {root}/gone.jpg: file not found",),
+        ("{data}: row 1 (HICO_test2015_00000002.jpg): {root}/gone.jpg: cannot read image: No such file or directory",),
     ),
     (
         "two images in a row",

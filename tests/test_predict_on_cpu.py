@@ -12,14 +12,13 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import torch
+from conftest import TINY_MAX_PIXELS, TINY_MIN_PIXELS
 from PIL import Image
 from transformers import AutoModelForImageTextToText, AutoProcessor, GenerationConfig
 
 from verl_hoi.convert import ConvertOptions, iter_rows, row_schema, write_parquet
 from verl_hoi.evaluate import main as evaluate_main
-from verl_hoi.hicodet import load_annotations
-from verl_hoi.predict import (
-    INTERRUPTED,
+from verl_hoi.generation import (
     Generation,
     greedy_generation_config,
     prepare,
@@ -27,10 +26,10 @@ from verl_hoi.predict import (
     vllm_engine_args,
     vllm_sampling_args,
 )
+from verl_hoi.hicodet import load_annotations
+from verl_hoi.predict import INTERRUPTED
 from verl_hoi.predict import main as predict_main
 
-TINY_MIN_PIXELS = 4 * 28 * 28
-TINY_MAX_PIXELS = 64 * 28 * 28
 ROWS = [0, 1, 2]  # few rows, few tokens: the tiny model is random, only the plumbing is tested
 
 
@@ -54,9 +53,9 @@ def test_predict_then_evaluate(tmp_path, capsys, tiny_model_dir, parquet, sample
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert [line["file_name"] for line in lines] == ["HICO_test2015_00000001.jpg", "HICO_test2015_00000002.jpg"]
     first = lines[0]
-    assert {"response", "frame", "image_size", "model_size", "min_pixels", "max_pixels", "index", "prompt"} <= set(
-        first
-    )
+    keys = {"response", "frame", "image_size", "model_size", "min_pixels", "max_pixels", "index", "prompt"}
+    assert keys <= set(first)
+    assert first["prefilled_think"] is False  # the tiny model's chat template does not open <think>
     assert first["frame"] == "resized" and first["image_size"] == [640, 427] and first["backend"] == "hf"
     assert len(first["token_logprobs"]) == len(first["token_offsets"]) <= 6
     assert all(v <= 0 for v in first["token_logprobs"])
@@ -231,7 +230,7 @@ class _InterruptedGenerator:
 @pytest.mark.parametrize("answers", [0, 1])
 def test_ctrl_c_keeps_the_finished_lines(tmp_path, capsys, monkeypatch, tiny_model_dir, parquet, answers):
     monkeypatch.setattr(_InterruptedGenerator, "answers", answers)
-    monkeypatch.setattr("verl_hoi.predict._HFGenerator", _InterruptedGenerator)
+    monkeypatch.setattr("verl_hoi.generation._HFGenerator", _InterruptedGenerator)
     out = tmp_path / "preds.jsonl"
     args = ["--model", str(tiny_model_dir), "--data", str(parquet), "--out", str(out), "--backend", "hf"]
     assert predict_main([*args, "--batch-size", "2"]) == INTERRUPTED
@@ -252,7 +251,7 @@ def test_ctrl_c_keeps_the_finished_lines(tmp_path, capsys, monkeypatch, tiny_mod
 
 
 def test_prepared_images_are_checked_against_the_processor():
-    from verl_hoi.predict import _check_grid, _check_prepared
+    from verl_hoi.generation import _check_grid, _check_prepared
 
     image = Image.new("RGB", (252, 168))
     _check_prepared([image], [(252, 168)])
@@ -261,3 +260,17 @@ def test_prepared_images_are_checked_against_the_processor():
     _check_grid([[1, 12, 18]], [(252, 168)], 14)
     with pytest.raises(ValueError, match="the processor resized a 252x168 image to 238x168"):
         _check_grid([[1, 12, 17]], [(252, 168)], 14)
+
+
+def test_a_chat_template_that_opens_think_is_recorded(tmp_path, monkeypatch, tiny_model_dir, parquet):
+    # The line says what the reward manager decides for the same prompt: the response starts inside the block.
+    thinking_dir = tmp_path / "thinking_checkpoint"
+    shutil.copytree(tiny_model_dir, thinking_dir)
+    template = thinking_dir / "chat_template.jinja"
+    template.write_text(template.read_text().replace("assistant\n{% endif %}", "assistant\n<think>\n{% endif %}"))
+    monkeypatch.setattr(_InterruptedGenerator, "answers", 9)
+    monkeypatch.setattr("verl_hoi.generation._HFGenerator", _InterruptedGenerator)
+    out = tmp_path / "preds.jsonl"
+    args = ["--model", str(thinking_dir), "--data", str(parquet), "--out", str(out), "--backend", "hf"]
+    assert predict_main(args) == 0
+    assert [json.loads(line)["prefilled_think"] for line in out.read_text().splitlines()] == [True, True, True]

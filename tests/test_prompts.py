@@ -1,18 +1,24 @@
+import importlib.util
 from dataclasses import dataclass
 
 import pytest
+from conftest import REPO
 
 from verl_hoi import prompts, vocab
 from verl_hoi.answer import HOIPair, render_answer
+from verl_hoi.convert import ConvertOptions
 from verl_hoi.frames import frame_extent, model_size
 from verl_hoi.prompts import (
     DEFAULT_PROMPT,
+    PLAIN_PROMPT,
     PromptTemplate,
     available_prompts,
     build_messages,
     get_prompt,
+    prefilled_think,
     register_prompt,
 )
+from verl_hoi.reward import compute_score
 
 BUILT_INS = ["hoi_r1", "hoi_r1_plain", "hoi_r1_brief", "hoi_r1_plain_brief"]
 STEPS = [
@@ -32,7 +38,7 @@ def render(name: str, frame: str = "resized", extent: tuple[int, int] = (644, 42
 
 
 def test_built_ins():
-    assert DEFAULT_PROMPT == "hoi_r1"
+    assert (DEFAULT_PROMPT, PLAIN_PROMPT) == ("hoi_r1", "hoi_r1_plain")
     assert available_prompts()[:4] == BUILT_INS
     flags = {name: (get_prompt(name).thinking, get_prompt(name).class_list) for name in BUILT_INS}
     assert flags == {
@@ -204,3 +210,32 @@ def test_register_custom_prompts(scratch_registry):
 
 def test_scratch_registry_is_restored():
     assert "terse" not in available_prompts()
+
+
+def test_a_prompt_registered_after_import_is_accepted_everywhere(scratch_registry):
+    # The converter's options and command line and the reward ask the registry when they run.
+    register_prompt(PromptTemplate("late_plain", thinking=False))
+    assert ConvertOptions(prompt="late_plain").prompt == "late_plain"
+    spec = importlib.util.spec_from_file_location("hicodet_to_parquet", REPO / "data_prep" / "hicodet_to_parquet.py")
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    assert "late_plain" in cli.build_parser().format_help()
+    assert cli._prompt_name("late_plain", no_thinking=True) == "late_plain"  # a template without thinking
+    truth = render_answer([HOIPair((0, 0, 5, 9), (1, 1, 4, 4), 41, (36,))])
+    answer_only = f"<answer>{truth}</answer>"
+    assert compute_score("hico_det", answer_only, truth, {"prompt": "late_plain"})["format"] == 1.0
+    assert compute_score("hico_det", answer_only, truth, {"prompt": "hoi_r1"})["format"] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("row_value", "rendered", "expected"),
+    [
+        (None, "<|im_start|>assistant\n<think>\n", True),  # the chat template opened the block
+        (None, "<|im_start|>assistant\n", False),
+        (None, "Write <think> then </think>.<|im_start|>assistant\n", False),  # only the end of the prompt counts
+        (False, "<|im_start|>assistant\n<think>\n", False),  # the row wins
+        (True, "<|im_start|>assistant\n", True),
+    ],
+)
+def test_prefilled_think(row_value, rendered, expected):
+    assert prefilled_think(row_value, rendered) is expected

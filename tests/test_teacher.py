@@ -81,7 +81,14 @@ _ROW = {
     "prompt": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "<image>Find them."}],
     "images": [{"bytes": b"jpeg", "min_pixels": 3136, "max_pixels": 50176}],
     "reward_model": {"style": "rule", "ground_truth": _ANSWER},
-    "extra_info": {"file_name": "a.jpg", "image_size": [640, 427], "model_size": [252, 168], "frame": "resized"},
+    "extra_info": {
+        "file_name": "a.jpg",
+        "image_size": [640, 427],
+        "model_size": [252, 168],
+        "frame": "resized",
+        "min_pixels": 3136,
+        "max_pixels": 50176,
+    },
 }
 
 
@@ -104,20 +111,34 @@ def _with(path: str, value: object) -> dict:
     ("row", "message"),
     [
         (_ROW, None),  # the converter's row
-        (_with("extra_info", None), None),  # extra_info is optional
-        (_with("images.0", {"image": "images/a.jpg"}), None),  # path mode, no pixel budget
+        (_with("images.0", {"image": "images/a.jpg"}), None),  # path mode, the budget filled in from the row
         (_with("reward_model.ground_truth", "[]"), None),  # an image without pairs
         ([("prompt", [])], "a row must map column names to values, got list"),  # not a row at all
-        (_with("prompt", "<image>Find them."), "prompt must be a non-empty list of chat messages, got str"),
-        (_with("prompt.1.content", 7), "prompt[1] must be a message with text content, got dict"),  # no coercion
-        (_with("prompt.1.role", None), "prompt[1].role must be one of system, user, assistant, got None"),
+        (_with("prompt", "<image>Find them."), "the prompt must be a list of chat messages, got '<image>Find them.'"),
+        (_with("prompt", None), "the prompt must be a list of chat messages, got None"),
+        (
+            _with("prompt.1.content", 7),  # no coercion
+            "a prompt message must have a text role and content, got {'role': 'user', 'content': 7}",
+        ),
+        (
+            _with("prompt.1.role", None),
+            "a prompt message must have a text role and content, got {'role': None, 'content': '<image>Find them.'}",
+        ),
+        (_with("prompt.1.role", "robot"), "prompt[1].role must be one of system, user, assistant, got 'robot'"),
         (_with("prompt.1.role", "assistant"), "prompt has no user message"),
-        (_with("images.0", {"image": ""}), "images[0] has neither bytes nor an image path"),
+        (_with("images.0", {"image": ""}), "image entry has no bytes and no image path (image='')"),
         (_with("images.0", "a.jpg"), "images[0] must be an entry with bytes or an image path, got str"),
-        (_with("images.0.bytes", "jpeg"), "images[0].bytes must be the image file's bytes, got str"),
-        (_with("images.0.max_pixels", True), "images[0].max_pixels must be a whole number > 0, got True"),  # bool
-        (_with("images.0.min_pixels", 0), "images[0].min_pixels must be a whole number > 0, got 0"),
-        (_with("prompt.1.content", "<image><image>Two?"), "the prompt has 2 <image> for 1 image(s)"),
+        (_with("images.0.bytes", "jpeg"), "image entry bytes must be binary, got str"),
+        (
+            _with("images.0.max_pixels", True),  # bool
+            "image entry has max_pixels=True but the row's boxes were made for max_pixels=50176",
+        ),
+        (
+            _with("images.0.min_pixels", 0),
+            "image entry has min_pixels=0 but the row's boxes were made for min_pixels=3136",
+        ),
+        (_with("images", []), "a row has one image entry, got 0"),
+        (_with("prompt.1.content", "<image><image>Two?"), "the prompt has 2 <image> placeholder(s) for 1 image(s)"),
         (_with("reward_model", None), "reward_model.ground_truth must be the answer JSON text, got nothing"),
         (_with("reward_model.ground_truth", 5), "reward_model.ground_truth must be the answer JSON text, got int"),
         (_with("reward_model.ground_truth", "```json\n[]\n```"), "reward_model.ground_truth is not a valid answer: "),
@@ -125,39 +146,52 @@ def _with(path: str, value: object) -> dict:
             _with("reward_model.ground_truth", _ANSWER.replace('"hold"', '"ride"')),
             "item 0: 'ride' is not a verb of 'cup'",
         ),
-        (_with("extra_info", "a.jpg"), "extra_info must be a struct, got str"),
-        (_with("extra_info.model_size", None), "extra_info.model_size must be [width, height]"),  # resized needs it
+        (_with("extra_info", None), "extra_info must be an object, got None (not a verl_hoi.convert row?)"),
+        (_with("extra_info", "a.jpg"), "extra_info must be an object, got 'a.jpg' (not a verl_hoi.convert row?)"),
+        (_with("extra_info.model_size", None), "extra_info lacks model_size (not a verl_hoi.convert row?)"),
         (_with("extra_info.model_size", [252, True]), "extra_info.model_size must be [width, height]"),  # bool
         (_with("extra_info.image_size", [640.0, 427]), "extra_info.image_size must be [width, height]"),  # float
         (_with("extra_info.image_size", [640, 427, 3]), "extra_info.image_size must be [width, height]"),
-        (_with("extra_info.file_name", 1), "extra_info.file_name must be text, got int"),
+        (_with("extra_info.file_name", 1), "extra_info.file_name must be a non-empty text, got 1"),
+        (
+            _with("extra_info.model_size", [10**6, 10**6]),  # the teacher would resize to it
+            "model_size [1000000, 1000000] is not the smart resize [252, 168] of image_size [640, 427]",
+        ),
+        (_with("extra_info.max_pixels", 10**9), "max_pixels must be in 784..89478485, got 1000000000"),
+        (_with("extra_info.frame", "resised"), "extra_info.frame 'resised' is not one of resized, original, norm1000"),
     ],
     ids=[
         "converter-row",
-        "no-extra-info",
         "path-mode",
         "no-pairs",
         "not-a-mapping",
         "prompt-is-text",
+        "prompt-null",
         "content-not-text",
         "role-null",
+        "role-unknown",
         "no-user-message",
         "image-path-empty",
         "image-entry-is-text",
         "image-bytes-is-text",
         "max-pixels-bool",
         "min-pixels-zero",
+        "no-image",
         "two-placeholders-one-image",
         "reward-model-null",
         "ground-truth-int",
         "ground-truth-fenced",
         "verb-not-of-object",
+        "no-extra-info",
         "extra-info-text",
         "resized-without-model-size",
         "model-size-bool",
         "image-size-float",
         "image-size-three-numbers",
         "file-name-int",
+        "model-size-not-the-resize",
+        "budget-over-the-image-limit",
+        "frame-unknown",
     ],
 )
 def test_check_row(row, message):

@@ -1,4 +1,4 @@
-"""``python -m verl_hoi.visualize``: boxes land where the detections are, ground truth is optional,
+"""``python -m verl_hoi.visualize`` and its drawing: boxes land where the detections are, ground truth is optional,
 missing images are skipped, mistakes are one-line errors."""
 
 from __future__ import annotations
@@ -11,16 +11,10 @@ import pytest
 from PIL import Image
 
 from verl_hoi.detections import ImageDetections
-from verl_hoi.visualize import PAIR_COLOURS, draw, group_pairs, main
+from verl_hoi.drawing import PAIR_COLOURS, draw
+from verl_hoi.visualize import main
 
 NAME = "HICO_test2015_00000001.jpg"  # 640 x 427 in the sample
-
-
-def test_group_pairs_merges_triplets_of_one_pair():
-    human = np.array([[0, 0, 5, 5], [0, 0, 5, 5], [1, 1, 6, 6]])
-    obj = np.array([[2, 2, 9, 9]] * 3)
-    groups = group_pairs(human, obj, ["a", "b", "c"])
-    assert [names for _, _, names in groups] == [["a", "b"], ["c"]]  # first-seen order
 
 
 def test_draw_puts_the_boxes_on_the_image():

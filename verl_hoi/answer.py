@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import orjson
 
@@ -34,6 +35,8 @@ __all__ = [
     "MAX_TEXT_CHARS",
     "HOIPair",
     "ParsedAnswer",
+    "group_triplets",
+    "merge_pairs",
     "parse_answer",
     "render_answer",
     "render_response",
@@ -97,6 +100,41 @@ class ParsedAnswer:
     errors: tuple[str, ...]
 
 
+_Key = TypeVar("_Key", bound=Hashable)
+_Value = TypeVar("_Value")
+
+
+def group_triplets(keys: Iterable[_Key], values: Iterable[_Value]) -> list[tuple[_Key, list[_Value]]]:
+    """Triplets grouped into pairs: ``[(key, values)]`` for the equal ``keys``, groups and values in first-seen order.
+
+    A triplet's key is what makes its pair: both boxes, and the object where one pair holds one object.
+
+    >>> group_triplets([((0, 0, 5, 5), (2, 2, 9, 9)), ((1, 1, 6, 6), (2, 2, 9, 9)), ((0, 0, 5, 5), (2, 2, 9, 9))],
+    ...                ["ride", "hold", "sit on"])
+    [(((0, 0, 5, 5), (2, 2, 9, 9)), ['ride', 'sit on']), (((1, 1, 6, 6), (2, 2, 9, 9)), ['hold'])]
+    """
+    groups: dict[_Key, list[_Value]] = {}
+    for key, value in zip(keys, values, strict=True):
+        groups.setdefault(key, []).append(value)
+    return list(groups.items())
+
+
+def merge_pairs(pairs: Iterable[HOIPair]) -> list[HOIPair]:
+    """Pairs with the same ``(human, object, object_id)`` merged into one with the sorted union of their verbs.
+
+    Pairs keep the order of their first appearance. The pairs are trusted (no validation).
+
+    >>> merge_pairs([HOIPair((0, 0, 5, 5), (2, 2, 9, 9), 0, (76,)), HOIPair((0, 0, 5, 5), (2, 2, 9, 9), 0, (57, 76))])
+    [HOIPair(human=(0, 0, 5, 5), object=(2, 2, 9, 9), object_id=0, verb_ids=(57, 76))]
+    """
+    pairs = list(pairs)
+    groups = group_triplets(((p.human, p.object, p.object_id) for p in pairs), (p.verb_ids for p in pairs))
+    return [
+        HOIPair(human, obj, object_index, tuple(sorted({v for verbs in verb_lists for v in verbs})))
+        for (human, obj, object_index), verb_lists in groups
+    ]
+
+
 def _number(value: float) -> int | float:
     value = float(value)  # also NumPy scalars, which json cannot write
     return int(value) if value.is_integer() else value
@@ -105,24 +143,20 @@ def _number(value: float) -> int | float:
 def render_answer(pairs: Iterable[HOIPair]) -> str:
     """The answer JSON of ground-truth pairs.
 
-    Pairs with the same ``(human, object, object_id)`` become one item whose ``verb class`` is the sorted union
-    of their verbs; items keep the order of first appearance; integral coordinates are written as ints.
-    The pairs are trusted (no validation).
+    Pairs with the same ``(human, object, object_id)`` become one item (:func:`merge_pairs`); integral
+    coordinates are written as ints. The pairs are trusted (no validation).
 
     >>> render_answer([HOIPair((1.0, 2.0, 3.5, 4.0), (1, 2, 3, 4), 0, (57,))])
     '[{"human": [1, 2, 3.5, 4], "object": [1, 2, 3, 4], "object class": "person", "verb class": ["no interaction"]}]'
     """
-    groups: dict[tuple, set[int]] = {}
-    for pair in pairs:
-        groups.setdefault((pair.human, pair.object, pair.object_id), set()).update(pair.verb_ids)
     items = [
         {
-            "human": [_number(v) for v in human],
-            "object": [_number(v) for v in obj],
-            "object class": OBJECTS[object_index],
-            "verb class": [VERBS[v] for v in sorted(verbs)],
+            "human": [_number(v) for v in pair.human],
+            "object": [_number(v) for v in pair.object],
+            "object class": OBJECTS[pair.object_id],
+            "verb class": [VERBS[v] for v in pair.verb_ids],
         }
-        for (human, obj, object_index), verbs in groups.items()
+        for pair in merge_pairs(pairs)
     ]
     return json.dumps(items)
 

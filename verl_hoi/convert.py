@@ -8,8 +8,7 @@ One row per image (``build_row``)::
         "images": [{"bytes": b"...", "min_pixels": 3136, "max_pixels": 1003520}],  # or {"image": "/abs/path.jpg", ...}
         "ability": "hoi",
         "reward_model": {"style": "rule", "ground_truth": '[{"human": [..], "object": [..], ...}]'},
-        "extra_info": {"file_name", "image_size", "model_size", "frame", "min_pixels", "max_pixels",
-                       "split", "index", "prompt"},
+        "extra_info": {"file_name": "HICO_test2015_00000001.jpg", "model_size": [644, 420], ...},  # RowMeta
     }
 
 The ground truth is the answer JSON (``verl_hoi.answer.render_answer``) of the image's pairs grouped by
@@ -19,48 +18,41 @@ keys to ``qwen_vl_utils.fetch_image``, which then resizes the image to exactly `
 ``index`` is the image's 0-based position in the annotation file, so rows of a split whose empty
 images were skipped still point at their annotation.
 
+``extra_info`` is :meth:`verl_hoi.rows.RowMeta.to_dict`, and its parquet type is derived from
+:class:`~verl_hoi.rows.RowMeta`.
+
 Every image is decoded once while converting (:func:`read_image`), as the training loader will decode
 it, so a file that is not an image, is truncated or corrupt beyond what PIL can read, or claims
-more than :data:`MAX_IMAGE_PIXELS` pixels is found here (:class:`BadImageError`) and never
-embedded; its size must be the annotated one, since the ground-truth boxes are scaled by it.
+more than :data:`verl_hoi.images.MAX_IMAGE_PIXELS` pixels is found here
+(:class:`verl_hoi.images.BadImageError`) and never embedded; its size must be the annotated one, since
+the ground-truth boxes are scaled by it.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from io import BytesIO
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from verl_hoi.answer import HOIPair, render_answer
+from verl_hoi.answer import HOIPair, merge_pairs, render_answer
 from verl_hoi.cli import atomic_path
-from verl_hoi.frames import (
-    DEFAULT_FRAME,
-    DEFAULT_MAX_PIXELS,
-    DEFAULT_MIN_PIXELS,
-    FRAMES,
-    IMAGE_FACTOR,
-    frame_extent,
-    model_size,
-)
+from verl_hoi.frames import DEFAULT_FRAME, DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, check_frame, frame_extent, model_size
 from verl_hoi.frames import to_frame as _to_frame
 from verl_hoi.hicodet import SPLITS, ImageAnnotation
+from verl_hoi.images import BadImageError, decoded_size, read_image_file
 from verl_hoi.prompts import DEFAULT_PROMPT, build_messages, get_prompt
+from verl_hoi.rows import RowMeta, check_row_budget
 from verl_hoi.vocab import HOI_CLASSES
 
 __all__ = [
     "ABILITY",
     "DATA_SOURCE",
     "IMAGE_MODES",
-    "MAX_IMAGE_PIXELS",
-    "MIN_MAX_PIXELS",
     "ROWS_PER_GROUP",
-    "BadImageError",
     "ConvertOptions",
     "build_row",
     "ground_truth_pairs",
@@ -76,18 +68,9 @@ __all__ = [
 DATA_SOURCE = "hico_det"
 ABILITY = "hoi"
 IMAGE_MODES: tuple[str, ...] = ("embed", "path")
-"""``embed``: JPEG bytes inside the parquet; ``path``: absolute image paths."""
+"""``embed`` (the default): JPEG bytes inside the parquet; ``path``: absolute image paths."""
 ROWS_PER_GROUP = {"embed": 64, "path": 1024}
 """Parquet row group sizes: embedded images keep groups small (memory grows with the group)."""
-MAX_IMAGE_PIXELS = 89_478_485
-"""Largest image accepted (about 9459 x 9459), and largest ``max_pixels``: PIL's default
-decompression-bomb limit. The training loader (PIL) warns above it and refuses twice as many pixels."""
-MIN_MAX_PIXELS = IMAGE_FACTOR * IMAGE_FACTOR
-"""Smallest ``max_pixels``: one 28 x 28 patch, the least that the processor resizes an image to."""
-
-
-class BadImageError(ValueError):
-    """An image file that cannot be used: unreadable, not an image, truncated or corrupt, or too large."""
 
 
 @dataclass(frozen=True)
@@ -96,10 +79,9 @@ class ConvertOptions:
 
     Attributes:
         split: ``"train"`` or ``"test"``, written to ``extra_info["split"]``.
-        frame: coordinate frame of the ground truth and the prompt (``verl_hoi.frames.FRAMES``).
-        min_pixels, max_pixels: the pixel budget of the processor; they fix ``model_size``.
-            ``0 < min_pixels <= max_pixels``, ``max_pixels`` in :data:`MIN_MAX_PIXELS` ..
-            :data:`MAX_IMAGE_PIXELS`.
+        frame: coordinate frame of the ground truth and the prompt (``verl_hoi.frames.available_frames``).
+        min_pixels, max_pixels: the pixel budget of the processor; they fix ``model_size``
+            (``verl_hoi.rows.check_row_budget``).
         prompt: name of a registered prompt template (``verl_hoi.prompts``).
         image_mode: ``"embed"`` or ``"path"`` (see :data:`IMAGE_MODES`).
     """
@@ -109,21 +91,15 @@ class ConvertOptions:
     min_pixels: int = DEFAULT_MIN_PIXELS
     max_pixels: int = DEFAULT_MAX_PIXELS
     prompt: str = DEFAULT_PROMPT
-    image_mode: str = "embed"
+    image_mode: str = IMAGE_MODES[0]
 
     def __post_init__(self) -> None:
         if self.split not in SPLITS:
             raise ValueError(f"unknown split {self.split!r}; valid splits: {', '.join(SPLITS)}")
-        if self.frame not in FRAMES:
-            raise ValueError(f"unknown frame {self.frame!r}; valid frames: {', '.join(FRAMES)}")
+        check_frame(self.frame)
         if self.image_mode not in IMAGE_MODES:
             raise ValueError(f"unknown image mode {self.image_mode!r}; valid modes: {', '.join(IMAGE_MODES)}")
-        if not 0 < self.min_pixels <= self.max_pixels:
-            raise ValueError(
-                f"need 0 < min_pixels <= max_pixels, got min_pixels={self.min_pixels}, max_pixels={self.max_pixels}"
-            )
-        if not MIN_MAX_PIXELS <= self.max_pixels <= MAX_IMAGE_PIXELS:
-            raise ValueError(f"max_pixels must be in {MIN_MAX_PIXELS}..{MAX_IMAGE_PIXELS}, got {self.max_pixels}")
+        check_row_budget(self.min_pixels, self.max_pixels)
         get_prompt(self.prompt)  # raises ValueError listing the registered names
 
 
@@ -153,12 +129,11 @@ def ground_truth_pairs(annotation: ImageAnnotation, frame: str, size: tuple[int,
     boxes = np.rint(_to_frame(raw, frame, image_size, size)).astype(np.int64)
     # A box a pixel or two wide may round to zero width when the image shrinks: keep every box valid.
     boxes[..., 2:] = np.maximum(boxes[..., 2:], boxes[..., :2] + 1)
-    boxes = boxes.tolist()
-    groups: dict[tuple, set[int]] = {}
-    for (human, obj), pair in zip(boxes, annotation.pairs, strict=True):
+    triplets = []
+    for (human, obj), pair in zip(boxes.tolist(), annotation.pairs, strict=True):
         verb, object_index = HOI_CLASSES[pair.hoi]
-        groups.setdefault((tuple(human), tuple(obj), object_index), set()).add(verb)
-    return [HOIPair(h, o, object_index, tuple(sorted(verbs))) for (h, o, object_index), verbs in groups.items()]
+        triplets.append(HOIPair(tuple(human), tuple(obj), object_index, (verb,)))
+    return merge_pairs(triplets)
 
 
 @lru_cache(maxsize=4096)
@@ -197,17 +172,17 @@ def build_row(annotation: ImageAnnotation, index: int, image: bytes | str, optio
         "images": [image_entry(image, options)],
         "ability": ABILITY,
         "reward_model": {"style": "rule", "ground_truth": answer},
-        "extra_info": {
-            "file_name": annotation.file_name,
-            "image_size": list(image_size),
-            "model_size": list(size),
-            "frame": options.frame,
-            "min_pixels": options.min_pixels,
-            "max_pixels": options.max_pixels,
-            "split": options.split,
-            "index": index,
-            "prompt": options.prompt,
-        },
+        "extra_info": RowMeta(
+            file_name=annotation.file_name,
+            image_size=image_size,
+            model_size=size,
+            frame=options.frame,
+            min_pixels=options.min_pixels,
+            max_pixels=options.max_pixels,
+            split=options.split,
+            index=index,
+            prompt=options.prompt,
+        ).to_dict(),
     }
 
 
@@ -216,7 +191,6 @@ def row_schema(image_mode: str) -> Any:
     import pyarrow as pa
 
     image_field = pa.field("bytes", pa.binary()) if image_mode == "embed" else pa.field("image", pa.string())
-    size = pa.list_(pa.int64())
     return pa.schema(
         [
             ("data_source", pa.string()),
@@ -224,22 +198,7 @@ def row_schema(image_mode: str) -> Any:
             ("images", pa.list_(pa.struct([image_field, ("min_pixels", pa.int64()), ("max_pixels", pa.int64())]))),
             ("ability", pa.string()),
             ("reward_model", pa.struct([("style", pa.string()), ("ground_truth", pa.string())])),
-            (
-                "extra_info",
-                pa.struct(
-                    [
-                        ("file_name", pa.string()),
-                        ("image_size", size),
-                        ("model_size", size),
-                        ("frame", pa.string()),
-                        ("min_pixels", pa.int64()),
-                        ("max_pixels", pa.int64()),
-                        ("split", pa.string()),
-                        ("index", pa.int64()),
-                        ("prompt", pa.string()),
-                    ]
-                ),
-            ),
+            ("extra_info", RowMeta.arrow_type()),
         ]
     )
 
@@ -269,11 +228,11 @@ def iter_rows(
     """Rows of ``annotations[i]`` for ``i`` in ``indices``, images read from ``images_dir`` (lazily, one at a time).
 
     Args:
-        skipped: when given, an image that raises :class:`BadImageError` is left out and the error's
+        skipped: when given, an image that raises :class:`verl_hoi.images.BadImageError` is left out and the error's
             message appended to this list; when ``None`` the error is raised.
 
     Raises:
-        BadImageError: an image cannot be used (see :func:`read_image`); missing images count too
+        verl_hoi.images.BadImageError: an image cannot be used (see :func:`read_image`); missing images count too
             (check first with :func:`missing_images`).
         ValueError: an image's size differs from the annotation, or the annotated size cannot be
             resized within the pixel budget (the message names the image file).
@@ -315,36 +274,12 @@ def read_image(path: Path, image_mode: str) -> tuple[bytes | str, tuple[int, int
     those decoded.
 
     Raises:
-        BadImageError: the file cannot be read, is not an image PIL can read, has more than
-            :data:`MAX_IMAGE_PIXELS` pixels, or fails to decode (truncated or corrupt).
+        verl_hoi.images.BadImageError: the file cannot be read, is not an image PIL can read, has more
+            than :data:`verl_hoi.images.MAX_IMAGE_PIXELS` pixels, or fails to decode (truncated or corrupt).
     """
-    from PIL import Image, UnidentifiedImageError
-
-    # PIL raises many types on malformed files (OSError, SyntaxError, ValueError, EOFError,
-    # struct.error, DecompressionBombError, ...): each is a property of the file, reported as such.
-    try:
-        data = path.read_bytes() if image_mode == "embed" else None
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # MAX_IMAGE_PIXELS is checked below
-            image = Image.open(BytesIO(data) if data is not None else path)
-        with image:
-            size = image.size
-            if size[0] * size[1] > MAX_IMAGE_PIXELS:
-                raise BadImageError(
-                    f"{path}: image is {size[0]}x{size[1]}, over the limit of {MAX_IMAGE_PIXELS} pixels"
-                )
-            image.load()
-    except BadImageError:
-        raise
-    except Image.DecompressionBombError:  # PIL's own check, at twice its limit
-        raise BadImageError(f"{path}: image is over the limit of {MAX_IMAGE_PIXELS} pixels") from None
-    except UnidentifiedImageError:
-        raise BadImageError(f"{path}: not an image file (or not in a format PIL reads)") from None
-    except OSError as error:
-        raise BadImageError(f"{path}: cannot read image: {error.strerror or error}") from None
-    except Exception as error:
-        raise BadImageError(f"{path}: cannot read image: {type(error).__name__}: {error}") from None
-    return (data if data is not None else str(path.resolve())), size
+    data = read_image_file(path)
+    size = decoded_size(data, str(path))
+    return (data if image_mode == "embed" else str(path.resolve())), size
 
 
 def write_parquet(rows: Iterable[dict[str, Any]], path: str | Path, schema: Any, *, rows_per_group: int = 256) -> int:

@@ -42,7 +42,9 @@ from pathlib import Path
 from typing import Any
 
 from verl_hoi.jsonl import iter_jsonl, repair_torn_tail
+from verl_hoi.rows import row_name
 from verl_hoi.teacher import (
+    IMAGE_DETAILS,
     FatalTeacherError,
     ItemFailed,
     Price,
@@ -54,10 +56,11 @@ from verl_hoi.teacher import (
     load_teacher_prompt,
     prepare_item,
 )
-from verl_hoi.traces import REJECT_REASONS, check_trace, clean_trace
+from verl_hoi.traces import MAX_TRACE_CHARS, REJECT_REASONS, check_trace, clean_trace
 
 __all__ = [
     "CACHE_NAME",
+    "DEFAULT_CONCURRENCY",
     "LOCK_NAME",
     "OUTPUT_NAMES",
     "SFT_NAME",
@@ -82,6 +85,8 @@ OUTPUT_NAMES = (SFT_NAME, CACHE_NAME, SUMMARY_NAME, LOCK_NAME)
 """Every file a run writes in its output folder."""
 # Output tokens assumed per trace for the dry-run estimate (the prompt asks for under 250 words).
 EXPECTED_OUTPUT_TOKENS = 400
+DEFAULT_CONCURRENCY = 8
+"""Requests in flight at once."""
 
 
 class CacheError(ValueError):
@@ -92,9 +97,7 @@ class RowError(ValueError):
     """An input row that cannot be used: ``row N (file name): what is wrong``, ``N`` counted from 0."""
 
     def __init__(self, index: int, row: Mapping[str, Any], problem: object):
-        extra = row.get("extra_info") if isinstance(row, Mapping) else None
-        name = extra.get("file_name") if isinstance(extra, Mapping) else None
-        super().__init__(f"row {index}{f' ({name})' if type(name) is str and name else ''}: {problem}")
+        super().__init__(f"{row_name(index, row.get('extra_info') if isinstance(row, Mapping) else None)}: {problem}")
 
 
 def _is_count(value: object) -> bool:
@@ -305,9 +308,9 @@ async def distill(
     template: str | None = None,
     price: Price | None = None,
     max_cost: float | None = None,
-    concurrency: int = 8,
-    detail: str = "auto",
-    max_trace_chars: int = 4000,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    detail: str = IMAGE_DETAILS[0],
+    max_trace_chars: int = MAX_TRACE_CHARS,
     retry_rejected: bool = False,
     dry_run: bool = False,
     total: int | None = None,

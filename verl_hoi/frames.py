@@ -33,9 +33,11 @@ __all__ = [
     "DEFAULT_FRAME",
     "DEFAULT_MAX_PIXELS",
     "DEFAULT_MIN_PIXELS",
-    "FRAMES",
     "IMAGE_FACTOR",
     "Size",
+    "available_frames",
+    "check_frame",
+    "check_pixel_budget",
     "frame_extent",
     "from_frame",
     "model_size",
@@ -66,9 +68,6 @@ class _Frame:
 
 
 _REGISTRY: dict[str, _Frame] = {}
-FRAMES: tuple[str, ...] = ()
-"""Names of the registered frames; the first is the default. Read it as ``frames.FRAMES`` to see
-frames registered after import."""
 
 
 def register_frame(name: str, to_fn: BoxFn, from_fn: BoxFn, *, extent_fn: ExtentFn | None = None) -> None:
@@ -84,18 +83,36 @@ def register_frame(name: str, to_fn: BoxFn, from_fn: BoxFn, *, extent_fn: Extent
     Raises:
         ValueError: ``name`` is already registered.
     """
-    global FRAMES
     if name in _REGISTRY:
         raise ValueError(f"frame {name!r} is already registered")
     _REGISTRY[name] = _Frame(to_fn, from_fn, extent_fn)
-    FRAMES = tuple(_REGISTRY)
+
+
+def available_frames() -> tuple[str, ...]:
+    """Names of the registered frames, in registration order (built-ins first; the first is the default).
+
+    >>> available_frames()[:3]
+    ('resized', 'original', 'norm1000')
+    """
+    return tuple(_REGISTRY)
 
 
 def _get(frame: str) -> _Frame:
     try:
         return _REGISTRY[frame]
     except KeyError:
-        raise ValueError(f"unknown frame {frame!r}; valid frames: {', '.join(FRAMES)}") from None
+        raise ValueError(f"unknown frame {frame!r}; valid frames: {', '.join(_REGISTRY)}") from None
+
+
+def check_frame(frame: str) -> None:
+    """Raise ``ValueError`` (listing the registered frames) unless ``frame`` is registered."""
+    _get(frame)
+
+
+def check_pixel_budget(min_pixels: int, max_pixels: int) -> None:
+    """Raise ``ValueError`` unless ``0 < min_pixels <= max_pixels``."""
+    if not 0 < min_pixels <= max_pixels:
+        raise ValueError(f"need 0 < min_pixels <= max_pixels, got min_pixels={min_pixels}, max_pixels={max_pixels}")
 
 
 def _check_size(name: str, size: Size) -> tuple[int, int]:
@@ -126,8 +143,7 @@ def model_size(image_size: Size, min_pixels: int = DEFAULT_MIN_PIXELS, max_pixel
     from qwen_vl_utils import smart_resize
 
     w, h = _check_size("image_size", image_size)
-    if not 0 < min_pixels <= max_pixels:
-        raise ValueError(f"need 0 < min_pixels <= max_pixels, got min_pixels={min_pixels}, max_pixels={max_pixels}")
+    check_pixel_budget(min_pixels, max_pixels)
     resized_h, resized_w = smart_resize(h, w, IMAGE_FACTOR, min_pixels=min_pixels, max_pixels=max_pixels)
     if resized_h == 0 or resized_w == 0:
         # smart_resize floors the short side of a very elongated image to 0 when it must shrink it.
@@ -206,4 +222,4 @@ _register_scaling("resized", lambda image_size, model_size: model_size)
 _register_scaling("original", lambda image_size, model_size: image_size)
 _register_scaling("norm1000", lambda image_size, model_size: (1000, 1000))
 
-DEFAULT_FRAME = FRAMES[0]  # "resized": Qwen2.5-VL's native grounding
+DEFAULT_FRAME = available_frames()[0]  # "resized": Qwen2.5-VL's native grounding

@@ -24,6 +24,9 @@ a subclass that overrides :meth:`PromptTemplate.render` (or one of its parts)::
 
     register_prompt(MyPrompt("my_prompt"))
 
+Some chat templates open ``<think>`` themselves; :func:`prefilled_think` decides, for the reward
+manager and prediction alike, whether a response starts inside the think block.
+
 >>> text = get_prompt("hoi_r1").render("resized", (644, 420))
 >>> text.splitlines()[0]
 'You are an HOI detection model. Find every interaction between a person and an object in the image.'
@@ -39,12 +42,18 @@ from verl_hoi.vocab import NO_INTERACTION, OBJECTS, VERBS, valid_verbs
 
 __all__ = [
     "DEFAULT_PROMPT",
+    "IMAGE_PLACEHOLDER",
+    "PLAIN_PROMPT",
     "PromptTemplate",
     "available_prompts",
     "build_messages",
     "get_prompt",
+    "prefilled_think",
     "register_prompt",
 ]
+
+IMAGE_PLACEHOLDER = "<image>"
+"""Where the row's image goes in the user text; verl replaces it with the image."""
 
 INSTRUCTION = (
     "You are an HOI detection model. Find every interaction between a person and an object in the image.\n"
@@ -194,10 +203,26 @@ def build_messages(name: str, frame: str, extent: tuple[int, int]) -> list[dict[
     Raises:
         ValueError: unknown prompt or frame, or a non-positive extent.
     """
-    return [{"role": "user", "content": "<image>" + get_prompt(name).render(frame, extent)}]
+    return [{"role": "user", "content": IMAGE_PLACEHOLDER + get_prompt(name).render(frame, extent)}]
+
+
+def prefilled_think(row_value: bool | None, rendered_prompt: str) -> bool:
+    """Whether the response starts inside the think block, so that it is parsed without its ``<think>``.
+
+    The row says so with ``extra_info["prefilled_think"]``, which wins when it is not None (returned as it
+    is: the reward checks its type); otherwise the chat template decides: ``rendered_prompt`` (the prompt
+    as the model was given it, generation prompt included) ends with ``<think>``, white space aside.
+
+    >>> prefilled_think(None, "<|im_start|>assistant\\n<think>\\n"), prefilled_think(False, "...<think>")
+    (True, False)
+    """
+    if row_value is not None:
+        return row_value
+    return rendered_prompt.rstrip().endswith("<think>")
 
 
 DEFAULT_PROMPT = register_prompt(PromptTemplate("hoi_r1")).name
-register_prompt(PromptTemplate("hoi_r1_plain", thinking=False))
+PLAIN_PROMPT = register_prompt(PromptTemplate("hoi_r1_plain", thinking=False)).name
+"""The template without thinking guidance (``--no-thinking`` of the converter)."""
 register_prompt(PromptTemplate("hoi_r1_brief", class_list=False))
 register_prompt(PromptTemplate("hoi_r1_plain_brief", thinking=False, class_list=False))

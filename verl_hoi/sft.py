@@ -10,7 +10,7 @@ prompt and image and adds one assistant turn, the training target::
 ``images`` columns (``data.messages_key`` / ``data.image_key``), replaces ``<image>`` by the
 image, and puts the loss on the assistant turn only. ``recipes/sft.sh`` reads them with its subclass
 ``verl_hoi.verl_plugin.dataset.HOISFTDataset``, which first checks every row as the GRPO adapter does
-(the image decodes at ``image_size``; the row's and the processor's pixel budgets give it ``model_size``).
+(``verl_hoi.rows.check_row``).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from verl_hoi.answer import render_response
+from verl_hoi.convert import DATA_SOURCE
 
 __all__ = ["sft_row", "sft_schema"]
 
@@ -54,7 +55,7 @@ def sft_row(row: Mapping[str, Any], thinking: str) -> dict[str, Any]:
     return {
         "messages": messages,
         "images": [dict(image) for image in row["images"]],
-        "data_source": row.get("data_source", "hico_det"),
+        "data_source": row.get("data_source", DATA_SOURCE),
         "extra_info": dict(row.get("extra_info") or {}),
     }
 

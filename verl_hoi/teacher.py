@@ -5,10 +5,10 @@
 - The teacher prompt: a template (``verl_hoi/data/teacher_prompt.txt`` by default; placeholders
   ``{task}`` and ``{answer}``, a literal brace written ``{{`` or ``}}``) filled with an RL row's task
   prompt and ground-truth answer.
-- :func:`check_row` checks an RL row's fields before anything is read from it; :func:`prepare_item`
-  turns it into a :class:`TeacherItem` (chat request, cache key of :func:`item_key`, estimated
-  input tokens), decoding every image in full: a corrupt, truncated or oversized image (more than
-  :data:`verl_hoi.convert.MAX_IMAGE_PIXELS`, the converter's limit), or one whose size is not
+- :func:`check_row` checks an RL row's fields before anything is read from it, as training checks
+  them (:mod:`verl_hoi.rows`); :func:`prepare_item` turns it into a :class:`TeacherItem` (chat request,
+  cache key of :func:`item_key`, estimated input tokens), decoding the image in full
+  (:mod:`verl_hoi.images`): a corrupt, truncated or oversized image, or one whose size is not
   ``extra_info.image_size``, is a ``ValueError``, never sent.
 - :class:`TeacherClient` sends it to any OpenAI-compatible chat endpoint: 429, 5xx, timeouts and
   connection errors are retried with exponential backoff and jitter, waiting at least what the
@@ -32,15 +32,22 @@ import math
 import random
 import re
 import time
-import warnings
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from verl_hoi.images import decode_image
+from verl_hoi.prompts import IMAGE_PLACEHOLDER
+from verl_hoi.rows import RowMeta, check_image_size, check_row_entry, image_name, row_image_bytes
+
 __all__ = [
+    "DEFAULT_BACKOFF_BASE",
+    "DEFAULT_MAX_RETRIES",
+    "DEFAULT_MAX_TOKENS",
     "DEFAULT_TEACHER_PROMPT",
-    "IMAGE_PLACEHOLDER",
+    "DEFAULT_TEMPERATURE",
+    "IMAGE_DETAILS",
     "ROLES",
     "FatalTeacherError",
     "ItemFailed",
@@ -73,6 +80,12 @@ PRICES: dict[str, tuple[float, float]] = {
 # OpenAI's tile formula for image input tokens: base + per_tile * number of 512-px tiles.
 IMAGE_TOKENS: dict[str, tuple[int, int]] = {"gpt-4o-mini": (2833, 5667)}
 DEFAULT_IMAGE_TOKENS = (85, 170)
+IMAGE_DETAILS: tuple[str, ...] = ("auto", "low", "high")
+"""OpenAI's image detail levels; the first is the default (estimated as ``high``)."""
+DEFAULT_MAX_TOKENS = 1024
+DEFAULT_TEMPERATURE = 0.7
+DEFAULT_MAX_RETRIES = 6
+DEFAULT_BACKOFF_BASE = 1.0
 _TOKEN = re.compile(r"\{\{|\}\}|\{(task|answer)\}|[{}]")
 
 
@@ -175,7 +188,7 @@ def estimate_tokens(text: str) -> int:
     return math.ceil(len(text) / 4)
 
 
-def estimate_image_tokens(size: tuple[int, int], model: str, detail: str = "auto") -> int:
+def estimate_image_tokens(size: tuple[int, int], model: str, detail: str = IMAGE_DETAILS[0]) -> int:
     """Input tokens of one image under OpenAI's tile formula (exact for GPT-4o-family pricing).
 
     High detail: fit in 2048x2048, scale the short side down to 768, count 512-px tiles;
@@ -215,8 +228,6 @@ class TeacherItem:
 
 ROLES = ("system", "user", "assistant")
 """Roles of the chat messages an RL row's prompt may hold."""
-IMAGE_PLACEHOLDER = "<image>"
-"""Where an image goes in a prompt message; a row has one per entry of ``images``."""
 
 
 def _kind(value: object) -> str:
@@ -225,78 +236,35 @@ def _kind(value: object) -> str:
     return "an empty list" if isinstance(value, list) and not value else type(value).__name__
 
 
-def _check_size(name: str, value: object) -> None:
-    if not (isinstance(value, (list, tuple)) and len(value) == 2 and all(type(v) is int and v > 0 for v in value)):
-        raise ValueError(f"{name} must be [width, height] in whole pixels > 0, got {repr(value)[:60]}")
-
-
-def _check_pixel_range(name: str, entry: Mapping[str, Any]) -> None:
-    low, high = entry.get("min_pixels"), entry.get("max_pixels")
-    for key, value in (("min_pixels", low), ("max_pixels", high)):
-        if value is not None and not (type(value) is int and value > 0):
-            raise ValueError(f"{name}.{key} must be a whole number > 0, got {repr(value)[:60]}")
-    if low is not None and high is not None and low > high:
-        raise ValueError(f"{name}.min_pixels {low} is more than its max_pixels {high}")
-
-
 def check_row(row: Mapping[str, Any]) -> None:
-    """Check the fields of an RL parquet row that distillation reads; the images are decoded later, by
+    """Check the fields of an RL parquet row that distillation reads; the image is decoded later, by
     :func:`prepare_item`. Nothing is coerced: a number where text is expected is an error.
 
-    - ``prompt``: a non-empty list of ``{"role", "content"}`` text messages, roles in :data:`ROLES`, at
-      least one ``user`` message, one ``<image>`` per image;
-    - ``images``: a non-empty list of ``{"bytes": ...}`` or ``{"image": path}`` entries, their optional
-      ``min_pixels <= max_pixels`` whole numbers > 0;
+    - ``extra_info``, ``images`` and ``prompt`` as training checks them
+      (:func:`verl_hoi.rows.check_row_entry`: the SFT row made from it is checked so);
+    - the prompt's roles are in :data:`ROLES`, with at least one ``user`` message;
+    - the image entry is an object (the SFT row copies it);
     - ``reward_model.ground_truth``: answer JSON that :func:`verl_hoi.answer.parse_answer` reads as a
-      strict JSON list with no invalid item;
-    - ``extra_info`` (optional): ``frame`` a registered frame, ``image_size`` and ``model_size``
-      ``[w, h]`` whole pixels > 0 (``model_size`` required in the ``resized`` frame, at most
-      :data:`verl_hoi.convert.MAX_IMAGE_PIXELS`), ``file_name`` text.
-
-    >>> row = {"prompt": [{"role": "user", "content": "<image>Find them."}], "images": [{"bytes": b"jpeg"}],
-    ...        "reward_model": {"ground_truth": '[{"human": [5, 5, 1, 9]}]'}}
-    >>> check_row(row)
-    Traceback (most recent call last):
-    ValueError: reward_model.ground_truth is not a valid answer: item 0: bad or missing 'human' box
+      strict JSON list with no invalid item.
 
     Raises:
         ValueError: what is wrong, naming the field.
     """
-    from verl_hoi import frames
     from verl_hoi.answer import parse_answer
-    from verl_hoi.convert import MAX_IMAGE_PIXELS
 
     if not isinstance(row, Mapping):
         raise ValueError(f"a row must map column names to values, got {_kind(row)}")
-    prompt = row.get("prompt")
-    if not isinstance(prompt, list) or not prompt:
-        raise ValueError(f"prompt must be a non-empty list of chat messages, got {_kind(prompt)}")
+    meta = RowMeta.from_dict(row.get("extra_info"))
+    check_row_entry(meta, row.get("images"), row.get("prompt"))
+    prompt = row["prompt"]
     for i, message in enumerate(prompt):
-        if not (isinstance(message, Mapping) and type(message.get("content")) is str):
-            raise ValueError(f"prompt[{i}] must be a message with text content, got {_kind(message)}")
-        if message.get("role") not in ROLES:
-            raise ValueError(
-                f"prompt[{i}].role must be one of {', '.join(ROLES)}, got {repr(message.get('role'))[:40]}"
-            )
+        if message["role"] not in ROLES:
+            raise ValueError(f"prompt[{i}].role must be one of {', '.join(ROLES)}, got {message['role']!r:.40}")
     if not any(message["role"] == "user" for message in prompt):
         raise ValueError("prompt has no user message")
-    images = row.get("images")
-    if not isinstance(images, list) or not images:
-        raise ValueError(f"images must be a non-empty list of image entries, got {_kind(images)}")
-    for i, image in enumerate(images):
-        if not isinstance(image, Mapping):
-            raise ValueError(f"images[{i}] must be an entry with bytes or an image path, got {_kind(image)}")
-        data, path = image.get("bytes"), image.get("image")
-        if data is None and not (type(path) is str and path):
-            raise ValueError(f"images[{i}] has neither bytes nor an image path")
-        if data is not None and type(data) is not bytes:
-            raise ValueError(f"images[{i}].bytes must be the image file's bytes, got {_kind(data)}")
-        if data is not None and not data:
-            raise ValueError(f"images[{i}].bytes is empty")
-        _check_pixel_range(f"images[{i}]", image)
-    placeholders = sum(message["content"].count(IMAGE_PLACEHOLDER) for message in prompt)
-    if placeholders != len(images):
-        raise ValueError(f"the prompt has {placeholders} {IMAGE_PLACEHOLDER} for {len(images)} image(s)")
+    image = row["images"][0]
+    if not isinstance(image, Mapping):
+        raise ValueError(f"images[0] must be an entry with bytes or an image path, got {_kind(image)}")
     reward = row.get("reward_model")
     answer = reward.get("ground_truth") if isinstance(reward, Mapping) else None
     if type(answer) is not str:
@@ -305,21 +273,6 @@ def check_row(row: Mapping[str, Any]) -> None:
     if parsed.errors or not parsed.json_ok:
         why = parsed.errors[0] if parsed.errors else "not a strict JSON list"
         raise ValueError(f"reward_model.ground_truth is not a valid answer: {why}")
-    extra = row.get("extra_info")
-    if extra is None:
-        return
-    if not isinstance(extra, Mapping):
-        raise ValueError(f"extra_info must be a struct, got {_kind(extra)}")
-    frame = extra.get("frame")
-    if frame is not None and frame not in frames.FRAMES:
-        raise ValueError(f"extra_info.frame must be one of {', '.join(frames.FRAMES)}, got {repr(frame)[:40]}")
-    for name in ("image_size", "model_size"):
-        if extra.get(name) is not None or (name == "model_size" and frame == "resized"):
-            _check_size(f"extra_info.{name}", extra.get(name))
-    if frame == "resized" and extra["model_size"][0] * extra["model_size"][1] > MAX_IMAGE_PIXELS:
-        raise ValueError(f"extra_info.model_size {extra['model_size']} is over the limit of {MAX_IMAGE_PIXELS} pixels")
-    if extra.get("file_name") is not None and type(extra["file_name"]) is not str:
-        raise ValueError(f"extra_info.file_name must be text, got {_kind(extra['file_name'])}")
 
 
 def _task_text(prompt: Iterable[Mapping[str, Any]]) -> str:
@@ -327,62 +280,26 @@ def _task_text(prompt: Iterable[Mapping[str, Any]]) -> str:
     return "\n\n".join(parts).replace(IMAGE_PLACEHOLDER, "").strip()
 
 
-def _image_files(row: Mapping[str, Any]) -> list[bytes]:
-    """The bytes of each image file of a row checked by :func:`check_row`."""
-    files = []
-    for i, image in enumerate(row["images"]):
-        if image.get("bytes") is not None:
-            files.append(image["bytes"])
-            continue
-        try:
-            files.append(Path(image["image"]).read_bytes())
-        except OSError as error:
-            raise ValueError(f"images[{i}]: cannot read {image['image']}: {error.strerror or error}") from None
-    return files
+def _image_entry(row: Mapping[str, Any]) -> tuple[RowMeta, dict[str, Any]]:
+    """The metadata and the image entry of a row checked by :func:`check_row`."""
+    meta = RowMeta.from_dict(row["extra_info"])
+    return meta, check_row_entry(meta, row["images"], row["prompt"], prompt=False)
 
 
-def _decode(data: bytes, name: str) -> Any:
-    """The image in ``data``, decoded in full (a PIL image), at most ``MAX_IMAGE_PIXELS`` pixels."""
+def _teacher_image(data: bytes, entry: Mapping[str, Any], meta: RowMeta) -> tuple[str, tuple[int, int]]:
+    """Data URL of the image the teacher sees and its size: at ``model_size`` when the answer is in the
+    ``resized`` frame (so its coordinates match what it sees), otherwise the original image."""
     from PIL import Image
 
-    from verl_hoi.convert import MAX_IMAGE_PIXELS
-
-    # PIL raises many types on hostile bytes (OSError, SyntaxError, struct.error, ...): each is a
-    # property of the image, reported as such.
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the limit is checked below
-            image = Image.open(io.BytesIO(data))
-        w, h = image.size
-        if w * h <= MAX_IMAGE_PIXELS:
-            image.load()
-    except Image.UnidentifiedImageError:
-        raise ValueError(f"{name}: not an image file (unknown format)") from None
-    except Image.DecompressionBombError:  # PIL's own check, at twice the limit
-        raise ValueError(f"{name}: over the limit of {MAX_IMAGE_PIXELS} pixels") from None
-    except Exception as error:
-        raise ValueError(f"{name}: not a readable image ({error})") from None
-    if w * h > MAX_IMAGE_PIXELS:
-        raise ValueError(f"{name} is {w}x{h}, over the limit of {MAX_IMAGE_PIXELS} pixels")
-    return image
-
-
-def _teacher_image(
-    data: bytes, name: str, image_size: tuple[int, int] | None, target_size: tuple[int, int] | None
-) -> tuple[str, tuple[int, int]]:
-    """Data URL of the image the teacher sees (at ``target_size`` when given) and its size."""
-    from PIL import Image
-
-    with _decode(data, name) as img:
-        if image_size is not None and img.size != image_size:
-            w, h = img.size
-            raise ValueError(f"{name} is {w}x{h} but extra_info.image_size says {image_size[0]}x{image_size[1]}")
-        if target_size is None or img.size == target_size:
+    target = meta.model_size if meta.frame == "resized" else None
+    with decode_image(data, image_name(entry)) as img:
+        check_image_size(img.size, meta)
+        if target is None or img.size == target:
             mime = Image.MIME.get(img.format or "", "image/jpeg")
             return f"data:{mime};base64,{base64.b64encode(data).decode()}", img.size
         out = io.BytesIO()
-        img.convert("RGB").resize(target_size, Image.Resampling.BICUBIC).save(out, "JPEG", quality=95)
-    return f"data:image/jpeg;base64,{base64.b64encode(out.getvalue()).decode()}", target_size
+        img.convert("RGB").resize(target, Image.Resampling.BICUBIC).save(out, "JPEG", quality=95)
+    return f"data:image/jpeg;base64,{base64.b64encode(out.getvalue()).decode()}", target
 
 
 def _key(files: list[bytes], text: str, model: str) -> str:
@@ -396,9 +313,9 @@ def item_key(row: Mapping[str, Any], template: str, model: str) -> str:
     Cheap (no image decoding), so a resumed run finds its cached rows quickly.
 
     Raises:
-        ValueError: an image file of the row cannot be read.
+        ValueError: the row's image file cannot be read.
     """
-    return _key(_image_files(row), _teacher_text(row, template), model)
+    return _key([row_image_bytes(_image_entry(row)[1])], _teacher_text(row, template), model)
 
 
 def _teacher_text(row: Mapping[str, Any], template: str) -> str:
@@ -411,7 +328,7 @@ def prepare_item(
     template: str,
     model: str,
     *,
-    detail: str = "auto",
+    detail: str = IMAGE_DETAILS[0],
 ) -> TeacherItem:
     """Build the teacher request for one RL row checked by :func:`check_row` (key as in :func:`item_key`).
 
@@ -419,27 +336,23 @@ def prepare_item(
     ``resized`` frame (so its coordinates match what it sees), otherwise the original image.
 
     Raises:
-        ValueError: an image cannot be read or decoded, has more than
-            :data:`verl_hoi.convert.MAX_IMAGE_PIXELS` pixels, or is not of the row's ``extra_info.image_size``.
+        ValueError: the image cannot be read or decoded, has more than
+            :data:`verl_hoi.images.MAX_IMAGE_PIXELS` pixels, or is not of the row's ``extra_info.image_size``.
     """
-    extra = row.get("extra_info") or {}
-    target = tuple(extra["model_size"]) if extra.get("frame") == "resized" else None
-    image_size = tuple(extra["image_size"]) if extra.get("image_size") is not None else None
-    files = _image_files(row)
+    meta, entry = _image_entry(row)
+    data = row_image_bytes(entry)
     text = _teacher_text(row, template)
-    content: list[dict[str, Any]] = []
-    est = estimate_tokens(text)
-    for i, data in enumerate(files):
-        url, size = _teacher_image(data, f"images[{i}]", image_size, target)
-        content.append({"type": "image_url", "image_url": {"url": url, "detail": detail}})
-        est += estimate_image_tokens(size, model, detail)
-    content.append({"type": "text", "text": text})
+    url, size = _teacher_image(data, entry, meta)
+    content = [
+        {"type": "image_url", "image_url": {"url": url, "detail": detail}},
+        {"type": "text", "text": text},
+    ]
     return TeacherItem(
         index=index,
-        key=_key(files, text, model),
-        file_name=extra.get("file_name") or "",
+        key=_key([data], text, model),
+        file_name=meta.file_name,
         messages=[{"role": "user", "content": content}],
-        est_input_tokens=est,
+        est_input_tokens=estimate_tokens(text) + estimate_image_tokens(size, model, detail),
     )
 
 
@@ -528,10 +441,10 @@ class TeacherClient:
         client: Any,
         model: str,
         *,
-        max_tokens: int = 1024,
-        temperature: float = 0.7,
-        max_retries: int = 6,
-        backoff_base: float = 1.0,
+        max_tokens: int = DEFAULT_MAX_TOKENS,
+        temperature: float = DEFAULT_TEMPERATURE,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        backoff_base: float = DEFAULT_BACKOFF_BASE,
         backoff_cap: float = 60.0,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
     ):

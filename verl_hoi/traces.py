@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["REJECT_REASONS", "check_trace", "clean_trace"]
+__all__ = ["MAX_TRACE_CHARS", "REJECT_REASONS", "check_trace", "clean_trace"]
 
 REJECT_REASONS = ("empty", "refusal", "too_long", "leak", "tags")
+MAX_TRACE_CHARS = 4000
+"""Longest trace accepted by default."""
 _REFUSAL = re.compile(
     r"^\W*(?:i'?m sorry|i am sorry|sorry,|i can'?t|i cannot|i'?m unable|i am unable|i'?m not able|"
     r"i am not able|as an ai|unfortunately,? i)",
@@ -40,7 +42,7 @@ def clean_trace(text: str | None) -> str:
     return text
 
 
-def check_trace(text: str, *, max_chars: int = 4000, finish_reason: str | None = None) -> str | None:
+def check_trace(text: str, *, max_chars: int = MAX_TRACE_CHARS, finish_reason: str | None = None) -> str | None:
     """Why a cleaned trace is unusable (one of ``REJECT_REASONS``), or None when it is fine.
 
     - ``empty``: no text; ``too_long``: over ``max_chars`` or cut by the token limit

@@ -26,8 +26,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-
 from verl_hoi.cli import (
     UsageError,
     atomic_path,
@@ -39,79 +37,16 @@ from verl_hoi.cli import (
     positive_int,
     refuse_overlap,
 )
-from verl_hoi.convert import read_image
-from verl_hoi.detections import ImageDetections
+from verl_hoi.detections import AUTO_POLICY, ImageDetections, score_policy_choices
+from verl_hoi.drawing import DEFAULT_TOP, draw
 from verl_hoi.hicodet import ImageAnnotation, load_annotations
+from verl_hoi.images import decoded_size, read_image_file
 from verl_hoi.jsonl import iter_jsonl
-from verl_hoi.predictions import POLICIES, line_detections
-from verl_hoi.vocab import hoi_name
+from verl_hoi.predictions import line_detections
 
-__all__ = ["PAIR_COLOURS", "draw", "group_pairs", "main"]
+__all__ = ["main"]
 
 logger = logging.getLogger(__name__)
-
-PAIR_COLOURS = {"human": (40, 110, 255), "object": (255, 140, 0), "ground_truth": (0, 190, 70)}
-"""RGB colours of predicted human and object boxes and of ground-truth pairs."""
-
-
-def group_pairs(
-    human: np.ndarray, obj: np.ndarray, labels: Sequence[str]
-) -> list[tuple[list[float], list[float], list[str]]]:
-    """``[(human box, object box, labels)]``: triplets sharing both boxes become one pair, first-seen order.
-
-    >>> group_pairs(np.array([[0, 0, 1, 1]] * 2), np.array([[2, 2, 3, 3]] * 2), ["ride bicycle", "hold bicycle"])
-    [([0.0, 0.0, 1.0, 1.0], [2.0, 2.0, 3.0, 3.0], ['ride bicycle', 'hold bicycle'])]
-    """
-    groups: dict[tuple, list[str]] = {}
-    for h, o, label in zip(np.asarray(human, float).tolist(), np.asarray(obj, float).tolist(), labels, strict=True):
-        groups.setdefault((tuple(h), tuple(o)), []).append(label)
-    return [(list(h), list(o), names) for (h, o), names in groups.items()]
-
-
-def draw(image, dets: ImageDetections, ground_truth: ImageAnnotation | None = None, top: int = 10):
-    """A copy of the PIL ``image`` with the ``top`` best detections (and the ground truth) drawn on it.
-
-    Each pair is tagged (``1``, ``2``, ... for predictions, ``G1``, ... for ground truth) at its object
-    box; a legend in the top-left corner lists every tag with its labels.
-    """
-    from PIL import ImageDraw, ImageFont
-
-    canvas = image.convert("RGB")
-    pen = ImageDraw.Draw(canvas, "RGBA")
-    font = ImageFont.load_default(size=max(11, round(max(canvas.size) / 45)))
-    width = max(2, round(max(canvas.size) / 300))
-    legend: list[tuple[str, tuple]] = []
-    if ground_truth is not None and ground_truth.pairs:
-        pairs = ground_truth.pairs
-        labels = [hoi_name(p.hoi) for p in pairs]
-        grouped = group_pairs(np.array([p.human for p in pairs]), np.array([p.object for p in pairs]), labels)
-        colour = PAIR_COLOURS["ground_truth"]
-        for k, (human, obj, names) in enumerate(grouped, start=1):
-            _pair(pen, font, human, obj, f"G{k}", (colour, colour), width)
-            legend.append((f"G{k} " + ", ".join(names), colour))
-    order = np.argsort(-dets.score, kind="stable")[:top]
-    labels = [f"{hoi_name(int(dets.hoi[k]))} {dets.score[k]:.2f}" for k in order]
-    colours = (PAIR_COLOURS["human"], PAIR_COLOURS["object"])
-    for k, (human, obj, names) in enumerate(group_pairs(dets.human[order], dets.object[order], labels), start=1):
-        _pair(pen, font, human, obj, str(k), colours, width)
-        legend.append((f"{k} " + ", ".join(names), colours[1]))
-    y = 2
-    for text, colour in legend:
-        left, top_, right, bottom = pen.textbbox((4, y), text, font=font)
-        pen.rectangle((0, y, right + 4, bottom + 2), fill=(0, 0, 0, 160))
-        pen.text((4, y), text, fill=colour, font=font)
-        y = bottom + 3
-    return canvas
-
-
-def _pair(pen, font, human: list[float], obj: list[float], tag: str, colours: tuple, width: int) -> None:
-    for box, colour in zip((human, obj), colours, strict=True):
-        pen.rectangle(box, outline=colour, width=width)
-    centres = [((b[0] + b[2]) / 2, (b[1] + b[3]) / 2) for b in (human, obj)]
-    pen.line(centres, fill=colours[1], width=max(1, width // 2))
-    left, top, right, bottom = pen.textbbox((obj[0] + width, obj[1] + width), tag, font=font)
-    pen.rectangle((left - 2, top - 1, right + 2, bottom + 1), fill=colours[1])
-    pen.text((obj[0] + width, obj[1] + width), tag, fill=(255, 255, 255), font=font)
 
 
 def _save_atomic(image, path: Path) -> None:
@@ -126,9 +61,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, help="output folder (created if needed; not the --images folder)")
     parser.add_argument("--annotations", help="also draw the ground truth (anno_bbox.mat or instances json)")
     parser.add_argument(
-        "--top", type=positive_int, default=10, help="best-scored triplets drawn per image (default 10)"
+        "--top",
+        type=positive_int,
+        default=DEFAULT_TOP,
+        help="best-scored triplets drawn per image (default %(default)s)",
     )
-    parser.add_argument("--score-policy", choices=POLICIES, default="auto", help="how triplets are ranked")
+    parser.add_argument(
+        "--score-policy", choices=score_policy_choices(), default=AUTO_POLICY, help="how triplets are ranked"
+    )
     parser.add_argument("--limit", type=positive_int, help="only the first N lines")
     return parser
 
@@ -176,7 +116,7 @@ def _plan(args: argparse.Namespace, truth: dict[str, ImageAnnotation]) -> tuple[
         if not path.is_file():
             missing += 1
             continue
-        _, size = read_image(path, "path")
+        size = decoded_size(read_image_file(path), str(path))
         record = truth.get(name)
         if record is not None and (record.width, record.height) != size:
             raise ValueError(

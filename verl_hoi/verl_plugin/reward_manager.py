@@ -7,8 +7,10 @@ manager is built, so a typo fails at start-up, not in a worker mid-run), unless 
 is configured (``reward.custom_reward_function.path``): then that function is called as verl's
 ``naive`` manager would, with its own ``custom_reward_function.reward_kwargs``.
 
-When the prompt ends with ``<think>`` (a chat template that opens the think block itself), the
-manager tells the reward so through ``extra_info["prefilled_think"]``, unless the row already says.
+The manager tells the reward whether the response starts inside the think block through
+``extra_info["prefilled_think"]``: the row's value when it says, else whether the prompt ends with
+``<think>`` (a chat template that opens the think block itself), as :func:`verl_hoi.prompts.prefilled_think`
+decides.
 
 A row the HOI reward cannot score (an ``extra_info`` that is not a mapping, a ``prefilled_think`` that
 is not a boolean, a ground truth that is not an answer list) stops the run with a ``ValueError`` that
@@ -28,6 +30,7 @@ from verl import DataProto
 from verl.experimental.reward_loop.reward_manager import register
 from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
 
+from verl_hoi.prompts import prefilled_think
 from verl_hoi.reward import compute_score as hoi_compute_score
 from verl_hoi.reward import reward_config
 
@@ -110,9 +113,9 @@ class HOIRewardManager(RewardManagerBase):
         }
 
         def decode() -> str:
-            if extra_info.get("prefilled_think") is None and len(prompt_tail):
+            if len(prompt_tail):
                 tail = self.tokenizer.decode(prompt_tail, skip_special_tokens=False)
-                extra_info["prefilled_think"] = tail.rstrip().endswith("<think>")
+                extra_info["prefilled_think"] = prefilled_think(extra_info.get("prefilled_think"), tail)
             return self.tokenizer.decode(response_ids, skip_special_tokens=True)
 
         loop = asyncio.get_running_loop()
