@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import math
 import os
 import signal
@@ -51,8 +50,8 @@ from pathlib import Path
 from typing import Any
 
 from verl_hoi.cli import (
+    INTERRUPTED,
     UsageError,
-    atomic_path,
     check_input_file,
     check_output_folder,
     doc_parser,
@@ -60,6 +59,7 @@ from verl_hoi.cli import (
     new_folders_removed_on_error,
     positive_int,
     refuse_overlap,
+    write_json_atomic,
 )
 from verl_hoi.convert import write_parquet
 from verl_hoi.distill import (
@@ -347,11 +347,6 @@ def _report_dry_run(stats: DistillStats, price: Price | None) -> None:
         print(f"estimated cost: {_usd(low)} (at most {_usd(high)})")
 
 
-def _write_summary(path: Path, summary: dict[str, Any]) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        json.dump(summary, f, indent=2, allow_nan=False)
-
-
 def _finish(args: argparse.Namespace, schema: Any, stats: DistillStats, keys: list) -> dict[str, Any] | None:
     """Write OUT/sft.parquet from the cache and OUT/summary.json; return the summary (None: no trace accepted,
     nothing written)."""
@@ -362,7 +357,7 @@ def _finish(args: argparse.Namespace, schema: Any, stats: DistillStats, keys: li
         sft_rows(iter_parquet(args.data, args.limit), keys, cache), args.out / SFT_NAME, sft_schema(schema)
     )
     summary = {"model": args.model, "sft_rows": written, "this_run": stats.as_dict(), "all_runs": cache_totals(cache)}
-    _write_summary(args.out / SUMMARY_NAME, summary)
+    write_json_atomic(args.out / SUMMARY_NAME, summary, indent=2)
     return summary
 
 
@@ -423,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
         return fail(f"{error.filename}: {error.strerror}" if error.filename and error.strerror else _one_line(error))
     except KeyboardInterrupt:
         print(f"interrupted: finished items are in {args.out / CACHE_NAME}; rerun to resume", file=sys.stderr)
-        return 130
+        return INTERRUPTED
     finally:
         signal.signal(signal.SIGTERM, previous)
 

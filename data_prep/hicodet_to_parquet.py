@@ -29,6 +29,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from verl_hoi.cli import (
+    INTERRUPTED,
     UsageError,
     check_input_file,
     check_input_folder,
@@ -188,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         return fail(error)
     except KeyboardInterrupt:
         print("interrupted: nothing written", file=sys.stderr)
-        return 130
+        return INTERRUPTED
     return 0
 
 

@@ -16,6 +16,7 @@ from conftest import TINY_MAX_PIXELS, TINY_MIN_PIXELS
 from PIL import Image
 from transformers import AutoModelForImageTextToText, AutoProcessor, GenerationConfig
 
+from verl_hoi.cli import INTERRUPTED
 from verl_hoi.convert import ConvertOptions, iter_rows, row_schema, write_parquet
 from verl_hoi.evaluate import main as evaluate_main
 from verl_hoi.generation import (
@@ -27,7 +28,6 @@ from verl_hoi.generation import (
     vllm_sampling_args,
 )
 from verl_hoi.hicodet import load_annotations
-from verl_hoi.predict import INTERRUPTED
 from verl_hoi.predict import main as predict_main
 
 ROWS = [0, 1, 2]  # few rows, few tokens: the tiny model is random, only the plumbing is tested

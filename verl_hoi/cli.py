@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 __all__ = [
+    "INTERRUPTED",
     "USAGE_ERROR",
     "UsageError",
     "atomic_path",
@@ -35,6 +36,9 @@ __all__ = [
 
 USAGE_ERROR = 2
 """Exit code of a user mistake (a missing file, a bad value), as argparse uses."""
+
+INTERRUPTED = 130
+"""Exit code of a run stopped by Ctrl-C (or SIGTERM), as shells report SIGINT."""
 
 
 class UsageError(Exception):

@@ -47,6 +47,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from verl_hoi.cli import (
+    INTERRUPTED,
     UsageError,
     check_input_file,
     check_input_folder,
@@ -58,12 +59,9 @@ from verl_hoi.cli import (
 )
 from verl_hoi.generation import BACKENDS, DEFAULT_BATCH_SIZE, DEFAULT_MAX_NEW_TOKENS, predict
 
-__all__ = ["INTERRUPTED", "main"]
+__all__ = ["main"]
 
 logger = logging.getLogger(__name__)
-
-INTERRUPTED = 130
-"""Exit code after Ctrl-C, as shells report SIGINT."""
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -56,6 +56,7 @@ from verl_hoi.evaluation import KNOWN_FROM_BOXES, SETTINGS, SUBSETS, Detections,
 from verl_hoi.frames import model_size as compute_model_size
 from verl_hoi.hicodet import ImageAnnotation, known_objects_from_anno_mat, load_annotations
 from verl_hoi.jsonl import iter_jsonl
+from verl_hoi.prompts import IMAGE_PLACEHOLDER, prefilled_think
 from verl_hoi.vocab import NUM_HOI, hoi_name
 
 __all__ = ["PredictionSet", "evaluate_predictions", "line_detections", "load_predictions"]
@@ -311,10 +312,9 @@ def _dump_lines(
             continue
         row = free[0]
         used.add(row)
-        prefilled = line["input"].rstrip().endswith("<think>")  # the template opened the block
-        converted.append(
-            (number, {**table[row]["extra_info"], "response": line["output"], "prefilled_think": prefilled})
-        )
+        extra = table[row]["extra_info"]
+        prefilled = prefilled_think(extra.get("prefilled_think"), line["input"])
+        converted.append((number, {**extra, "response": line["output"], "prefilled_think": prefilled}))
     if unmatched:
         raise ValueError(
             f"{path}: line {unmatched[0]}: matches no row of {data} (another parquet or frame?); "
@@ -331,7 +331,7 @@ def _dump_lines(
 
 
 def _prompt_text(row: dict) -> str:
-    return "".join(m["content"] for m in row["prompt"] if m["role"] == "user").replace("<image>", "").strip()
+    return "".join(m["content"] for m in row["prompt"] if m["role"] == "user").replace(IMAGE_PLACEHOLDER, "").strip()
 
 
 def load_predictions(
