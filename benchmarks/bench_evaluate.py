@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from verl_hoi.evaluation import Detections, GroundTruth, HOIEval
 from verl_hoi.hicodet import load_annotations
+from verl_hoi.hoieval import Detections, GroundTruth, HOIEval
 from verl_hoi.vocab import NUM_HOI
 
 

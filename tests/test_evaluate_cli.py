@@ -16,14 +16,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy.io import savemat
 
-import verl_hoi.detections
+import verl_hoi.scored_triplets
 from verl_hoi.answer import render_answer, render_response
 from verl_hoi.convert import ConvertOptions, ground_truth_pairs, iter_rows, row_schema, select_images, write_parquet
-from verl_hoi.detections import response_detections, score_policy_choices
 from verl_hoi.evaluate import main
 from verl_hoi.frames import model_size
 from verl_hoi.hicodet import load_annotations
-from verl_hoi.predictions import line_detections
+from verl_hoi.prediction_files import line_detections
+from verl_hoi.scored_triplets import response_detections, score_policy_choices
 from verl_hoi.vocab import HOI_CLASSES, NUM_HOI
 
 
@@ -143,16 +143,16 @@ def test_mixed_lines_name_each_policy_applied(tmp_path, capsys, sample_annotatio
 
 
 def test_a_policy_registered_after_import_works_in_every_consumer(tmp_path, capsys, monkeypatch, sample_annotations):
-    registry = dict(verl_hoi.detections._POLICIES)
-    monkeypatch.setattr(verl_hoi.detections, "_POLICIES", registry)  # the built-in registry comes back afterwards
-    verl_hoi.detections.register_score_policy("reversed", lambda inputs: np.arange(inputs.count, dtype=np.float64))
+    registry = dict(verl_hoi.scored_triplets._POLICIES)
+    monkeypatch.setattr(verl_hoi.scored_triplets, "_POLICIES", registry)  # the built-in registry comes back afterwards
+    verl_hoi.scored_triplets.register_score_policy("reversed", lambda inputs: np.arange(inputs.count, dtype=np.float64))
     assert score_policy_choices()[-1] == "reversed"
-    # verl_hoi.detections: a response
+    # verl_hoi.scored_triplets: a response
     response = gt_response_lines(sample_annotations, "original")[0]
     sizes = {"image_size": tuple(response["image_size"]), "model_size": tuple(response["model_size"])}
     scored = response_detections(response["response"], frame="original", score_policy="reversed", **sizes)
     assert len(scored.hoi) > 1 and scored.score.tolist() == list(range(len(scored.hoi)))
-    # verl_hoi.predictions: both kinds of line
+    # verl_hoi.prediction_files: both kinds of line
     detection_line = gt_detection_lines(sample_annotations, score=None)[0]
     scored_line = line_detections(detection_line, score_policy="reversed")
     assert scored_line.score.tolist() == list(range(len(detection_line["detections"])))

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from verl_hoi.detections import ImageDetections
 from verl_hoi.drawing import PAIR_COLOURS, draw
+from verl_hoi.scored_triplets import ImageDetections
 from verl_hoi.visualize import main
 
 NAME = "HICO_test2015_00000001.jpg"  # 640 x 427 in the sample

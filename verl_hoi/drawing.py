@@ -14,8 +14,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from verl_hoi.answer import group_triplets
-from verl_hoi.detections import ImageDetections
 from verl_hoi.hicodet import ImageAnnotation
+from verl_hoi.scored_triplets import ImageDetections
 from verl_hoi.vocab import hoi_name
 
 __all__ = ["DEFAULT_TOP", "PAIR_COLOURS", "draw"]

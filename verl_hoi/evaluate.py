@@ -1,4 +1,5 @@
-"""Official HICO-DET mAP of a predictions file (command line over ``verl_hoi.predictions`` and ``verl_hoi.evaluation``).
+"""Official HICO-DET mAP of a predictions file (command line over ``verl_hoi.prediction_files`` and
+``verl_hoi.hoieval``).
 
     python -m verl_hoi.evaluate --annotations instances_test2015.json --predictions preds.jsonl \\
         [--json result.json] [--score-policy {auto,given,rank,constant,logprob}] \\
@@ -10,7 +11,7 @@ Predictions are JSONL, one line per image, in any line order; each line is one o
   HOI id>, "score": <float>}, ...]}``: boxes in the annotation's own frame (raw ``.mat`` values);
 - ``{"file_name": ..., "response": "<model text>", "frame": ..., "image_size": [w, h],
   "model_size": [w, h], ...}`` (what ``verl_hoi.predict`` writes): parsed, mapped back to the original
-  frame, one triplet per verb, scored by the score policy (``verl_hoi.detections``);
+  frame, one triplet per verb, scored by the score policy (``verl_hoi.scored_triplets``);
 - a line of verl's validation dump (``trainer.validation_data_dir``: ``input``, ``output``, ``gts``,
   ``score``, ``step`` and the reward's extra keys). The dump carries no file name, so ``--data``
   (the parquet the run validated on) is required: a line is matched to the row with the same
@@ -33,7 +34,7 @@ full precision with the settings used and the per-class AP, recall and ground-tr
 without any class with ground truth (no rare class among the annotated images, say) has no mean:
 ``n/a`` in the table, ``null`` in the JSON, and a line in ``notes`` says why.
 
-Prediction lines are checked value by value, nothing is coerced (``verl_hoi.predictions`` lists the
+Prediction lines are checked value by value, nothing is coerced (``verl_hoi.prediction_files`` lists the
 rules); a mistake in any input ends the run with one ``error:`` line naming the file and the line,
 exit code 2. ``--json`` is checked before the evaluation starts: a folder, a missing folder or one of
 the inputs is refused, and the file is written whole or not at all.
@@ -56,10 +57,10 @@ from verl_hoi.cli import (
     refuse_overlap,
     write_json_atomic,
 )
-from verl_hoi.detections import AUTO_POLICY, score_policy_choices
-from verl_hoi.evaluation import KNOWN_FROM_BOXES, SETTINGS, SUBSETS
 from verl_hoi.hicodet import SPLITS
-from verl_hoi.predictions import evaluate_predictions
+from verl_hoi.hoieval import KNOWN_FROM_BOXES, SETTINGS, SUBSETS
+from verl_hoi.prediction_files import evaluate_predictions
+from verl_hoi.scored_triplets import AUTO_POLICY, score_policy_choices
 
 __all__ = ["format_table", "main"]
 

@@ -44,8 +44,8 @@ from typing import Any
 import numpy as np
 
 from verl_hoi.answer import MAX_ITEMS, MAX_TEXT_CHARS, HOIPair, parse_answer
-from verl_hoi.evaluation import MIN_OVERLAP
 from verl_hoi.geometry import COMBINE, DEFAULT_COMBINE, iou_from_corners, match_pairs
+from verl_hoi.hoieval import MIN_OVERLAP
 from verl_hoi.prompts import get_prompt
 
 __all__ = ["KEYS", "RewardConfig", "compute_score", "reward_config", "score_pairs"]

@@ -3,7 +3,7 @@
     python -m verl_hoi.visualize --predictions preds.jsonl --images DIR --out DIR \\
         [--annotations instances_test2015.json] [--top 10] [--score-policy auto] [--limit N]
 
-Each prediction line (any kind ``verl_hoi.predictions`` reads, boxes mapped back to the original image)
+Each prediction line (any kind ``verl_hoi.prediction_files`` reads, boxes mapped back to the original image)
 becomes ``OUT/<file_name>``: the ``--top`` best-scored triplets grouped by pair, the human box in
 blue, the object box in orange, a line between their centres and a numbered tag; a legend lists each
 pair's labels with scores (``1 hold bicycle 1.00, ride bicycle 0.93``). With ``--annotations`` the
@@ -37,12 +37,12 @@ from verl_hoi.cli import (
     positive_int,
     refuse_overlap,
 )
-from verl_hoi.detections import AUTO_POLICY, ImageDetections, score_policy_choices
 from verl_hoi.drawing import DEFAULT_TOP, draw
 from verl_hoi.hicodet import ImageAnnotation, load_annotations
 from verl_hoi.images import decoded_size, read_image_file
 from verl_hoi.jsonl import iter_jsonl
-from verl_hoi.predictions import line_detections
+from verl_hoi.prediction_files import line_detections
+from verl_hoi.scored_triplets import AUTO_POLICY, ImageDetections, score_policy_choices
 
 __all__ = ["main"]
 

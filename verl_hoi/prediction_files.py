@@ -2,14 +2,14 @@
 
 A predictions file is JSONL, one line per image, in any line order; :func:`verl_hoi.jsonl.iter_jsonl` streams
 its lines, :func:`line_detections` scores one line, :func:`load_predictions` aligns a whole file to
-``verl_hoi.hicodet`` records as :class:`verl_hoi.evaluation.Detections`, and :func:`evaluate_predictions`
-runs the official metric (:class:`verl_hoi.evaluation.HOIEval`) on an annotation and a predictions file.
+``verl_hoi.hicodet`` records as :class:`verl_hoi.hoieval.Detections`, and :func:`evaluate_predictions`
+runs the official metric (:class:`verl_hoi.hoieval.HOIEval`) on an annotation and a predictions file.
 A line is one of
 
 - ``{"file_name", "detections": [{"human", "object", "hoi", "score"}, ...]}``: boxes in the
   annotation's own frame;
 - ``{"file_name", "response", "frame", "image_size", "model_size", ...}`` (``verl_hoi.predict``):
-  parsed and mapped back to the original frame by :func:`verl_hoi.detections.response_detections`;
+  parsed and mapped back to the original frame by :func:`verl_hoi.scored_triplets.response_detections`;
 - a line of verl's validation dump (``input``, ``output``, ``gts``, ...): it names no image, so each
   is matched to a row of the parquet the run validated on, by ``index`` when the dump has it, else by
   the ground-truth answer, ties broken by the prompt text in ``input``, then by row order; only the
@@ -41,7 +41,12 @@ from typing import Any
 import numpy as np
 
 from verl_hoi.answer import MAX_COORD
-from verl_hoi.detections import (
+from verl_hoi.frames import model_size as compute_model_size
+from verl_hoi.hicodet import ImageAnnotation, known_objects_from_anno_mat, load_annotations
+from verl_hoi.hoieval import KNOWN_FROM_BOXES, SETTINGS, SUBSETS, Detections, GroundTruth, HOIEval
+from verl_hoi.jsonl import iter_jsonl
+from verl_hoi.prompts import IMAGE_PLACEHOLDER, prefilled_think
+from verl_hoi.scored_triplets import (
     AUTO_POLICY,
     MAX_PER_IMAGE,
     ImageDetections,
@@ -52,11 +57,6 @@ from verl_hoi.detections import (
     response_detections,
     score_policy_choices,
 )
-from verl_hoi.evaluation import KNOWN_FROM_BOXES, SETTINGS, SUBSETS, Detections, GroundTruth, HOIEval
-from verl_hoi.frames import model_size as compute_model_size
-from verl_hoi.hicodet import ImageAnnotation, known_objects_from_anno_mat, load_annotations
-from verl_hoi.jsonl import iter_jsonl
-from verl_hoi.prompts import IMAGE_PLACEHOLDER, prefilled_think
 from verl_hoi.vocab import NUM_HOI, hoi_name
 
 __all__ = ["PredictionSet", "evaluate_predictions", "line_detections", "load_predictions"]
@@ -77,7 +77,7 @@ class PredictionSet:
     """Detections of a predictions file aligned to the annotations, with what was found on the way.
 
     Attributes:
-        detections: :class:`verl_hoi.evaluation.Detections`, image order then position within the line.
+        detections: :class:`verl_hoi.hoieval.Detections`, image order then position within the line.
         score_policy: the policy applied, e.g. ``"given"`` or ``"rank"``.
         stats: counts (``lines``, ``images_predicted``, ``images_missing``, ``detections``,
             ``responses``, ``pairs``, ``invalid_items``, ``frames`` per frame, ``dump_*``).
@@ -224,7 +224,7 @@ def line_detections(
 
     Args:
         line: a ``{"file_name", "detections"}`` or ``{"file_name", "response", frame metadata}`` object.
-        score_policy: one of :func:`verl_hoi.detections.score_policy_choices` (``auto``: ``given`` for
+        score_policy: one of :func:`verl_hoi.scored_triplets.score_policy_choices` (``auto``: ``given`` for
             detections, ``rank`` for responses).
         image_size: ``(w, h)`` of the original image (from the annotations or the image file); a
             response line's own ``image_size`` must agree with it, and is used when this is None.
@@ -346,7 +346,7 @@ def load_predictions(
     Args:
         path: the JSONL file.
         annotations: ``verl_hoi.hicodet.load_annotations`` records; image ``i`` is ``annotations[i]``.
-        score_policy: one of :func:`verl_hoi.detections.score_policy_choices`.
+        score_policy: one of :func:`verl_hoi.scored_triplets.score_policy_choices`.
         data: the parquet a verl validation dump was made on (only for dumps).
 
     Raises:
@@ -440,8 +440,8 @@ def evaluate_predictions(
     Args:
         annotations_path: ``anno_bbox.mat`` or ``instances_<split>2015.json``.
         predictions_path: the predictions JSONL (or a verl validation dump, with ``data``).
-        score_policy: one of :func:`verl_hoi.detections.score_policy_choices`.
-        known_object_source: :data:`verl_hoi.evaluation.KNOWN_FROM_BOXES` or the path of HICO's ``anno.mat``.
+        score_policy: one of :func:`verl_hoi.scored_triplets.score_policy_choices`.
+        known_object_source: :data:`verl_hoi.hoieval.KNOWN_FROM_BOXES` or the path of HICO's ``anno.mat``.
         data: the parquet a verl validation dump was made on.
         split: the annotation split.
 

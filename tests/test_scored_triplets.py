@@ -10,8 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import verl_hoi.detections
-from verl_hoi.detections import (
+import verl_hoi.scored_triplets
+from verl_hoi.prediction_files import line_detections
+from verl_hoi.scored_triplets import (
     item_spans,
     rank_scores,
     register_score_policy,
@@ -19,7 +20,6 @@ from verl_hoi.detections import (
     response_detections,
     score_policy_choices,
 )
-from verl_hoi.predictions import line_detections
 from verl_hoi.vocab import hoi_id, object_id, verb_id
 
 
@@ -128,7 +128,7 @@ def test_bad_policies(kwargs, message):
 @pytest.fixture
 def registry(monkeypatch):
     """A copy of the score-policy registry for the test to register in; the built-in one comes back afterwards."""
-    monkeypatch.setattr(verl_hoi.detections, "_POLICIES", dict(verl_hoi.detections._POLICIES))
+    monkeypatch.setattr(verl_hoi.scored_triplets, "_POLICIES", dict(verl_hoi.scored_triplets._POLICIES))
 
 
 def test_built_in_policies_and_auto():

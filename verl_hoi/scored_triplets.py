@@ -3,7 +3,7 @@
 A response is parsed with :func:`verl_hoi.answer.parse_answer`, its boxes are mapped back from the
 row's frame with :func:`verl_hoi.frames.from_frame`, every pair is expanded to one triplet per verb
 (pairs in answer order, verbs in id order) and each triplet gets a score by a score policy, the same
-registry for responses and for detection lines (``verl_hoi.predictions``):
+registry for responses and for detection lines (``verl_hoi.prediction_files``):
 
 - ``given``: detections that already carry a ``score`` (not applicable to responses);
 - ``rank`` (HOI-R1): the ``i``-th of ``n`` triplets scores ``1 - 0.5 * i / (n - 1)`` (1.0 when alone);

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from verl_hoi.evaluation import THRESHOLDS, Detections, GroundTruth, HOIEval, known_objects_from_boxes
 from verl_hoi.hicodet import load_annotations
+from verl_hoi.hoieval import THRESHOLDS, Detections, GroundTruth, HOIEval, known_objects_from_boxes
 from verl_hoi.vocab import HOI_CLASSES, NUM_HOI, RARE_HOI, hoi_id, object_id, verb_id
 
 C = 0  # HOI class used by the hand-computed cases ("board airplane", non-rare)

@@ -1,6 +1,6 @@
 """The official HICO-DET mAP, exactly as ``ho-rcnn``'s ``eval_one.m`` / ``VOCevaldet_bboxpair.m``.
 
-Pure arrays in, numbers out; no file reading (``verl_hoi.predictions`` reads prediction files,
+Pure arrays in, numbers out; no file reading (``verl_hoi.prediction_files`` reads prediction files,
 ``verl_hoi.evaluate`` is the command line). The shape follows pycocotools' ``COCOeval``:
 :meth:`HOIEval.evaluate` matches detections to ground truth, :meth:`HOIEval.accumulate` builds
 precision/recall and the 11-point AP per class, :meth:`HOIEval.summarize` returns the Full / Rare /
@@ -355,7 +355,7 @@ class HOIEval:
             ``{setting: {"full", "rare", "non_rare"}, "recall": {setting: {...}},
             "num_classes": {"full", "rare", "non_rare"}}`` for each evaluated setting;
             ``num_classes`` counts the classes with ground truth that the means cover; a subset
-            where that count is 0 has no mean: ``nan`` (``verl_hoi.predictions.evaluate_predictions``
+            where that count is 0 has no mean: ``nan`` (``verl_hoi.prediction_files.evaluate_predictions``
             makes it null).
         """
         if not self.ap:
