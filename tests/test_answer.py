@@ -510,7 +510,6 @@ def check_invariants(parsed: ParsedAnswer) -> None:
         assert set(pair.verb_ids) <= set(valid_verbs(pair.object_id))
 
 
-@settings(max_examples=300, deadline=None)
 @given(st.text(), st.booleans())
 def test_arbitrary_text_never_raises(text: str, prefilled: bool) -> None:
     check_invariants(parse_answer(text, prefilled_think=prefilled))
@@ -524,7 +523,6 @@ JSONISH = st.recursive(
 )
 
 
-@settings(max_examples=300, deadline=None)
 @given(JSONISH, st.sampled_from(["json", "single quotes", "trailing comma"]), st.floats(0, 1), st.booleans())
 def test_arbitrary_json_never_raises(value: object, spelling: str, cut: float, tags: bool) -> None:
     text = json.dumps(value)
@@ -556,7 +554,6 @@ def valid_pairs(draws: list) -> list[HOIPair]:
 PAIRS = st.lists(PAIR, max_size=20).map(valid_pairs)
 
 
-@settings(max_examples=100, deadline=None)
 @given(PAIRS, st.booleans())
 def test_render_then_parse_is_the_identity(pairs: list[HOIPair], thinking: bool) -> None:
     parsed = parse_answer(render_response(render_answer(pairs), "why" if thinking else None))
@@ -575,7 +572,6 @@ def test_prefilled_think_round_trip(pairs: list[HOIPair], thinking: str) -> None
     assert not parse_answer(response).has_think
 
 
-@settings(max_examples=100, deadline=None)
 @given(PAIRS, st.floats(0, 1), st.booleans())
 def test_cut_off_answer_keeps_exactly_the_complete_items(pairs: list[HOIPair], where: float, quotes: bool) -> None:
     answer = render_answer(pairs)

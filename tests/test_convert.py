@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -497,7 +497,6 @@ _pairs = st.lists(
 )
 
 
-@settings(max_examples=200, deadline=None)
 @given(pairs=_pairs, frame=st.sampled_from(["resized", "original", "norm1000"]))
 def test_grouping_keeps_every_hoi_once(pairs, frame):
     annotation = ImageAnnotation("x.jpg", 640, 640, tuple(GroundTruthPair(h, o, c) for h, o, c in pairs))
