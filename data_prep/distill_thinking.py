@@ -84,6 +84,7 @@ from verl_hoi.teacher import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_MAX_TOKENS,
     DEFAULT_TEMPERATURE,
+    DEFAULT_TIMEOUT,
     IMAGE_DETAILS,
     FatalTeacherError,
     Price,
@@ -175,9 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     add(
         "--timeout",
         type=_number(float, 0, strict=True, maximum=MAX_TIMEOUT),
-        default=120.0,
+        default=DEFAULT_TIMEOUT,
         metavar="S",
-        help="per request (120 s)",
+        help=f"per request (default: {DEFAULT_TIMEOUT:g} s)",
     )
     add(
         "--max-retries",

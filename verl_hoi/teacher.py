@@ -84,6 +84,8 @@ IMAGE_DETAILS: tuple[str, ...] = ("auto", "low", "high")
 """OpenAI's image detail levels; the first is the default (estimated as ``high``)."""
 DEFAULT_MAX_TOKENS = 1024
 DEFAULT_TEMPERATURE = 0.7
+DEFAULT_TIMEOUT = 120.0
+"""Seconds one teacher request may take."""
 DEFAULT_MAX_RETRIES = 6
 DEFAULT_BACKOFF_BASE = 1.0
 _TOKEN = re.compile(r"\{\{|\}\}|\{(task|answer)\}|[{}]")
