@@ -1,4 +1,5 @@
-"""Run the real command lines as a user does and check what a bad input must leave behind.
+"""Run the real command lines as a user does and check what a bad input must leave behind; make the bad image
+files such inputs hold.
 
 Imported by the test modules (``from cli_harness import ...``); pytest puts ``tests/`` on the path.
 """
@@ -6,13 +7,16 @@ Imported by the test modules (``from cli_harness import ...``); pytest puts ``te
 from __future__ import annotations
 
 import os
+import struct
 import subprocess
 import sys
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+SAMPLE_JPEG = REPO / "recipes" / "sample" / "images" / "HICO_test2015_00000004.jpg"  # 640x427
 
 
 @dataclass(frozen=True)
@@ -57,3 +61,19 @@ def assert_user_error(result: CommandResult, *fragments: str) -> str:
     for fragment in fragments:
         assert fragment in lines[0], (fragment, lines[0])
     return lines[0]
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG that claims ``width`` x ``height`` pixels and holds none (a decompression bomb's header)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
+
+
+def truncated(path: Path) -> bytes:
+    """The first half of the file at ``path`` (a download cut off midway)."""
+    data = path.read_bytes()
+    return data[: len(data) // 2]

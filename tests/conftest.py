@@ -1,5 +1,5 @@
-"""Shared fixtures: the shipped HICO-DET sample, a tiny Qwen2.5-VL built once per session, and the
-Hypothesis profiles.
+"""Shared fixtures: the shipped HICO-DET sample, a tiny Qwen2.5-VL built once per session (and its processor),
+the sample's first rows converted for it, and the Hypothesis profiles.
 
 Hypothesis profiles (``HYPOTHESIS_PROFILE``): ``ci`` (the default, used by ``.ci/run``) derandomizes
 every property test, so a commit always passes or always fails; ``random`` draws new examples on
@@ -15,12 +15,15 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
+from verl_hoi.convert import ConvertOptions, iter_rows, row_schema, write_parquet
+from verl_hoi.hicodet import load_annotations
 from verl_hoi.tiny_model import build_tiny_qwen2_5_vl
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_DIR = REPO / "recipes" / "sample"
 TINY_MIN_PIXELS = 4 * 28 * 28
 TINY_MAX_PIXELS = 64 * 28 * 28
+ROWS = [0, 1, 2]  # few rows, few tokens: the tiny model is random, only the plumbing is tested
 
 settings.register_profile("ci", derandomize=True, database=None, max_examples=300, deadline=None, print_blob=True)
 settings.register_profile("random", max_examples=3000, deadline=None, print_blob=True)
@@ -45,3 +48,26 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_qwen2_5_vl(
         tmp_path_factory.mktemp("tiny_qwen2_5_vl"), min_pixels=TINY_MIN_PIXELS, max_pixels=TINY_MAX_PIXELS
     )
+
+
+@pytest.fixture(scope="module")
+def processor(tiny_model_dir: Path):
+    """The tiny checkpoint's processor."""
+    from transformers import AutoProcessor
+
+    return AutoProcessor.from_pretrained(tiny_model_dir)
+
+
+def convert(tmp_path: Path, annotations: Path, images: Path, name: str, **options) -> Path:
+    """Rows ``ROWS`` of ``annotations`` as an embedded-image parquet ``tmp_path / name``, for the tiny model's
+    pixel budget unless ``options`` say otherwise."""
+    options = ConvertOptions(**{"min_pixels": TINY_MIN_PIXELS, "max_pixels": TINY_MAX_PIXELS, **options})
+    path = tmp_path / name
+    write_parquet(iter_rows(load_annotations(annotations), ROWS, images, options), path, row_schema("embed"))
+    return path
+
+
+@pytest.fixture(scope="module")
+def parquet(tmp_path_factory: pytest.TempPathFactory, sample_annotations: Path, sample_images: Path) -> Path:
+    """The sample's first rows (``ROWS``) converted for the tiny model."""
+    return convert(tmp_path_factory.mktemp("data"), sample_annotations, sample_images, "test.parquet")

@@ -1,16 +1,18 @@
+"""HICO-DET records to verl RLHFDataset rows (``verl_hoi.convert``): ground truth grouping and frames, the row
+layout, parquet writing, missing, mis-sized and skipped images, and ``data_prep/hicodet_to_parquet.py``. The
+bad-image messages: test_images.py."""
+
 import importlib.util
 import json
 import os
 import shutil
-import struct
 import subprocess
 import sys
-import zlib
 from itertools import islice
-from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from cli_harness import REPO, SAMPLE_JPEG, truncated
 from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
@@ -28,11 +30,9 @@ from verl_hoi.convert import (
     write_parquet,
 )
 from verl_hoi.hicodet import GroundTruthPair, ImageAnnotation, load_annotations
-from verl_hoi.images import BadImageError
 from verl_hoi.prompts import build_messages
 from verl_hoi.vocab import hoi_id
 
-REPO = Path(__file__).resolve().parents[1]
 CLI = REPO / "data_prep" / "hicodet_to_parquet.py"
 
 
@@ -249,49 +249,6 @@ def test_image_of_wrong_size(tmp_path, sample_annotations):
         next(iter_rows(records, [0], tmp_path, ConvertOptions()))
     path = tmp_path / records[0].file_name
     assert str(info.value) == f"{path}: image is 427x640 but the annotation (image 0) says 640x427"
-
-
-def png_header(width: int, height: int) -> bytes:
-    """A PNG that claims ``width`` x ``height`` pixels and holds none (a decompression bomb's header)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
-
-
-def truncated(path: Path) -> bytes:
-    """The first half of the file at ``path`` (a download cut off midway)."""
-    data = path.read_bytes()
-    return data[: len(data) // 2]
-
-
-SAMPLE_JPEG = REPO / "recipes" / "sample" / "images" / "HICO_test2015_00000004.jpg"  # 640x427
-
-
-@pytest.mark.parametrize(
-    ("content", "message"),
-    [
-        (b"not a jpeg", "not an image file (or not in a format PIL reads)"),
-        (b"", "not an image file (or not in a format PIL reads)"),
-        (truncated(SAMPLE_JPEG), "cannot read image: image file is truncated (9 bytes not processed)"),
-        (png_header(640, 427), "cannot read image: cannot load this image"),  # a header without pixels
-        # 10000 x 9000 = 9e7 pixels: over the limit, PIL itself only warns
-        (png_header(10000, 9000), "image is 10000x9000, over the limit of 89478485 pixels"),
-        # 2e8 pixels: PIL refuses it before its size is known
-        (png_header(20000, 10000), "image is over the limit of 89478485 pixels"),
-        (None, "cannot read image: No such file or directory"),  # vanished after the missing-image check
-    ],
-)
-@pytest.mark.parametrize("image_mode", ["embed", "path"])
-def test_bad_images(tmp_path, content, message, image_mode):
-    path = tmp_path / "HICO_test2015_00000004.jpg"
-    if content is not None:
-        path.write_bytes(content)
-    with pytest.raises(BadImageError) as info:
-        read_image(path, image_mode)
-    assert str(info.value) == f"{path}: {message}"
 
 
 @pytest.mark.parametrize("image_mode", ["embed", "path"])

@@ -16,9 +16,8 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
-from cli_harness import CommandResult, assert_user_error, run_command, snapshot
+from cli_harness import CommandResult, assert_user_error, png_header, run_command, snapshot, truncated
 from PIL import Image
-from test_convert import png_header, truncated
 from test_hicodet import write_anno_bbox_mat
 
 CLI = "data_prep/hicodet_to_parquet.py"

@@ -1,7 +1,7 @@
-"""HOIDataset through verl's real RLHFDataset code and the tiny Qwen2.5-VL processor; the row check
-(``verl_hoi.rows.check_row``) it shares with HOISFTDataset, prediction and the distillation."""
+"""HOIDataset through verl's real RLHFDataset code and the tiny Qwen2.5-VL processor: rows reach the processor
+at their model size, the prompt is rebuilt from the config, bad rows stop the run or are skipped on request, and
+verl's length filter sees the image tokens. The row check itself: test_rows.py."""
 
-import io
 import json
 import logging
 from pathlib import Path
@@ -11,8 +11,7 @@ import pytest
 import torch
 from conftest import TINY_MAX_PIXELS, TINY_MIN_PIXELS
 from omegaconf import OmegaConf
-from test_convert import png_header
-from transformers import AutoProcessor, AutoTokenizer
+from transformers import AutoTokenizer
 from verl.utils.dataset.rl_dataset import RLHFDataset, get_dataset_class
 from verl.utils.tokenizer import build_multimodal_processor_inputs
 
@@ -20,7 +19,6 @@ from verl_hoi.convert import ConvertOptions, iter_rows, row_schema, write_parque
 from verl_hoi.frames import frame_extent
 from verl_hoi.hicodet import load_annotations
 from verl_hoi.prompts import build_messages
-from verl_hoi.rows import RowMeta, check_row, processor_pixels
 from verl_hoi.verl_plugin.dataset import HOIDataset
 
 
@@ -50,11 +48,6 @@ def _config(**overrides):
 
 
 @pytest.fixture(scope="module")
-def processor(tiny_model_dir):
-    return AutoProcessor.from_pretrained(tiny_model_dir)
-
-
-@pytest.fixture(scope="module")
 def tokenizer(tiny_model_dir):
     return AutoTokenizer.from_pretrained(tiny_model_dir)
 
@@ -74,17 +67,6 @@ def _processor_inputs(processor, messages, mm_processor_kwargs=None):
         processor, text=[text], images=images, mm_processor_kwargs=mm_processor_kwargs
     )
     return text, inputs
-
-
-def test_processor_pixels_of_tiny_model(processor):
-    assert processor_pixels(processor) == (TINY_MIN_PIXELS, TINY_MAX_PIXELS)
-    # data.mm_processor_kwargs.size wins over the processor's config, key by key
-    assert processor_pixels(processor, {"size": {"longest_edge": 99}}) == (TINY_MIN_PIXELS, 99)
-    assert processor_pixels(processor, {"size": {"shortest_edge": 10}}) == (10, TINY_MAX_PIXELS)
-    assert processor_pixels(None) is None
-    # transformers 5 ignores max_pixels as a call argument: refuse it rather than trust it
-    with pytest.raises(ValueError, match="data.mm_processor_kwargs.max_pixels is ignored"):
-        processor_pixels(processor, {"max_pixels": 99})
 
 
 @pytest.mark.parametrize("image_mode", ["embed", "path"])
@@ -276,101 +258,6 @@ def test_only_the_selected_rows_are_checked(tmp_path, sample_annotations, sample
 def test_unknown_on_bad_row_fails_before_reading(tmp_path, tokenizer, processor):
     with pytest.raises(ValueError, match="data.hoi.on_bad_row must be one of error, skip, got 'drop'"):
         _dataset(tmp_path / "none.parquet", tokenizer, processor, hoi={"on_bad_row": "drop"})
-
-
-def _jpeg(size: tuple[int, int]) -> bytes:
-    buffer = io.BytesIO()
-    __import__("PIL.Image").Image.new("RGB", size).save(buffer, "JPEG")
-    return buffer.getvalue()
-
-
-GOOD_EXTRA = {
-    "file_name": "a.jpg",
-    "image_size": [640, 427],
-    "model_size": [252, 168],
-    "frame": "resized",
-    "min_pixels": 3136,
-    "max_pixels": 50176,
-    "split": "test",
-    "index": 0,
-    "prompt": "hoi_r1",
-}
-CHECK_CASES = [
-    # (extra_info changes, image entry changes, message)
-    (
-        {"image_size": ["640", 427]},
-        {},
-        "extra_info.image_size must be [width, height] in positive integers, got ['640', 427]",
-    ),
-    (
-        {"image_size": [True, 427]},
-        {},
-        "extra_info.image_size must be [width, height] in positive integers, got [True, 427]",
-    ),
-    (
-        {"image_size": [640.0, 427]},
-        {},
-        "extra_info.image_size must be [width, height] in positive integers, got [640.0, 427]",
-    ),
-    (
-        {"image_size": [640, 427, 3]},
-        {},
-        "extra_info.image_size must be [width, height] in positive integers, got [640, 427, 3]",
-    ),
-    (
-        {"model_size": "252x168"},
-        {},
-        "extra_info.model_size must be [width, height] in positive integers, got '252x168'",
-    ),
-    ({"model_size": [0, 168]}, {}, "extra_info.model_size must be [width, height] in positive integers, got [0, 168]"),
-    ({"min_pixels": True}, {}, "extra_info.min_pixels must be a positive integer, got True"),
-    ({"max_pixels": -5}, {}, "extra_info.max_pixels must be a positive integer, got -5"),
-    ({"min_pixels": 60000}, {}, "need 0 < min_pixels <= max_pixels, got min_pixels=60000, max_pixels=50176"),
-    ({"frame": "pixels"}, {}, "extra_info.frame 'pixels' is not one of resized, original, norm1000"),
-    ({"frame": ["resized"]}, {}, "extra_info.frame ['resized'] is not one of resized, original, norm1000"),
-    ({"file_name": 7}, {}, "extra_info.file_name must be a non-empty text, got 7"),
-    ({"file_name": None}, {}, "extra_info lacks file_name (not a verl_hoi.convert row?)"),
-    ({"index": -1}, {}, "extra_info.index must be an integer >= 0, got -1"),
-    ({"split": 3}, {}, "extra_info.split must be a text, got 3"),
-    ({"prefilled_think": "yes"}, {}, "extra_info.prefilled_think must be true or false, got 'yes'"),
-    ({"prefilled_think": 1}, {}, "extra_info.prefilled_think must be true or false, got 1"),
-    (
-        {"model_size": [644, 420]},
-        {},
-        "model_size [644, 420] is not the smart resize [252, 168] of image_size [640, 427]",
-    ),
-    ({}, {"min_pixels": 3136.0}, "image entry has min_pixels=3136.0 but the row's boxes were made for min_pixels=3136"),
-    ({}, {"bytes": None}, "image entry has no bytes and no image path (image=None)"),
-    ({}, {"bytes": "not bytes"}, "image entry bytes must be binary, got str"),
-    ({}, {"bytes": b"GIF89a not really"}, "the embedded image: not an image file (or not in a format PIL reads)"),
-    ({}, {"bytes": b""}, "the embedded image: not an image file (or not in a format PIL reads)"),
-    ({}, {"bytes": None, "image": "/nonexistent/a.jpg"}, "/nonexistent/a.jpg: cannot read image: No such file or"),
-    ({}, {"bytes": png_header(10_000, 10_000)}, "the embedded image: image is 10000x10000, over the limit of"),
-    ({"max_pixels": 10**9}, {"max_pixels": 10**9}, "max_pixels must be in 784..89478485, got 1000000000"),
-    ({}, {"bytes": _jpeg((427, 640))}, "the image is 427x640 but extra_info.image_size is [640, 427]"),
-]
-
-
-@pytest.mark.parametrize(("extra", "entry", "message"), CHECK_CASES, ids=[c[2][:40] for c in CHECK_CASES])
-def test_check_row_refuses(extra, entry, message):
-    image = {"bytes": _jpeg((640, 427)), "min_pixels": 3136, "max_pixels": 50176} | entry
-    messages = [{"role": "user", "content": "<image>Find the interactions."}]
-    with pytest.raises(ValueError) as error:
-        check_row(GOOD_EXTRA | extra, [image], (3136, 50176), messages)
-    assert str(error.value).startswith(message)
-
-
-def test_check_row_accepts_the_converters_row():
-    image = {"bytes": _jpeg((640, 427)), "min_pixels": 3136, "max_pixels": 50176}
-    messages = [{"role": "user", "content": "<image>Find the interactions."}]
-    meta = check_row(GOOD_EXTRA | {"prefilled_think": False}, [image], (3136, 50176), messages)
-    assert meta == RowMeta(**(GOOD_EXTRA | {"image_size": (640, 427), "model_size": (252, 168)}), prefilled_think=False)
-    assert meta.to_dict() == GOOD_EXTRA | {"prefilled_think": False}
-    assert check_row(GOOD_EXTRA, [{"bytes": image["bytes"]}], None).model_size == (252, 168)  # budget from the row
-    with pytest.raises(ValueError, match="a row has one image entry, got 2"):
-        check_row(GOOD_EXTRA, [image, image], None)
-    with pytest.raises(ValueError, match="extra_info must be an object, got '{}'"):
-        check_row("{}", [image], None)
 
 
 def test_ground_truth_is_answer_json(tmp_path, sample_annotations, sample_images, tokenizer, processor):

@@ -17,8 +17,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from cli_harness import CommandResult, assert_user_error, run_command, snapshot
-from test_convert import png_header
+from cli_harness import CommandResult, assert_user_error, png_header, run_command, snapshot
 from test_teacher import set_field
 
 from verl_hoi.convert import ConvertOptions, iter_rows, row_schema, select_images

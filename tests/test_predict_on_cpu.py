@@ -1,6 +1,7 @@
 """``python -m verl_hoi.predict --backend hf`` with the tiny Qwen2.5-VL on CPU, then ``verl_hoi.evaluate``
-on its output; the model inputs against verl's own dataset code; token offsets; resuming; greedy decoding
-whatever the checkpoint's generation config says; Ctrl-C. Bad command lines: test_predict_cli_bad_input.py."""
+on its output; resuming; a processor that would resize the rows; greedy decoding whatever the checkpoint's
+generation config says; Ctrl-C; a chat template that opens ``<think>``. The generation library:
+test_generation.py. Bad command lines: test_predict_cli_bad_input.py."""
 
 from __future__ import annotations
 
@@ -12,37 +13,13 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import torch
-from conftest import TINY_MAX_PIXELS, TINY_MIN_PIXELS
-from PIL import Image
-from transformers import AutoModelForImageTextToText, AutoProcessor, GenerationConfig
+from conftest import convert
+from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from verl_hoi.cli import INTERRUPTED
-from verl_hoi.convert import ConvertOptions, iter_rows, row_schema, write_parquet
 from verl_hoi.evaluate import main as evaluate_main
-from verl_hoi.generation import (
-    Generation,
-    greedy_generation_config,
-    prepare,
-    token_offsets,
-    vllm_engine_args,
-    vllm_sampling_args,
-)
-from verl_hoi.hicodet import load_annotations
+from verl_hoi.generation import Generation, prepare
 from verl_hoi.predict import main as predict_main
-
-ROWS = [0, 1, 2]  # few rows, few tokens: the tiny model is random, only the plumbing is tested
-
-
-def convert(tmp_path: Path, annotations: Path, images: Path, name: str, **options) -> Path:
-    options = ConvertOptions(**{"min_pixels": TINY_MIN_PIXELS, "max_pixels": TINY_MAX_PIXELS, **options})
-    path = tmp_path / name
-    write_parquet(iter_rows(load_annotations(annotations), ROWS, images, options), path, row_schema("embed"))
-    return path
-
-
-@pytest.fixture(scope="module")
-def parquet(tmp_path_factory, sample_annotations, sample_images) -> Path:
-    return convert(tmp_path_factory.mktemp("data"), sample_annotations, sample_images, "test.parquet")
 
 
 def test_predict_then_evaluate(tmp_path, capsys, tiny_model_dir, parquet, sample_annotations):
@@ -77,45 +54,6 @@ def test_predict_then_evaluate(tmp_path, capsys, tiny_model_dir, parquet, sample
         assert 0.0 <= result["default"]["full"] <= 100.0
         assert result["settings"]["num_images_predicted"] == 3 and result["settings"]["score_policy"] == policy
     assert "Known-Object  mAP" in capsys.readouterr().out
-
-
-def test_model_inputs_are_those_of_verls_dataset(tiny_model_dir, parquet):
-    # The same prompt text and image tensor as verl's RLHFDataset + agent-loop preparation.
-    from verl.utils.dataset.rl_dataset import RLHFDataset
-
-    processor = AutoProcessor.from_pretrained(tiny_model_dir)
-    row = pq.read_table(parquet).to_pylist()[0]
-    text, image = prepare(row, processor)
-    verl_row = {"prompt": [dict(m) for m in row["prompt"]], "images": [dict(row["images"][0])]}
-    keys = type("Keys", (), {"image_key": "images", "video_key": "videos", "audio_key": "audios"})()
-    keys.processor = processor
-    messages = RLHFDataset._build_messages(keys, verl_row, key="prompt")
-    images, _, _ = RLHFDataset._process_multi_modal_info(messages, image_patch_size=14, config=None)
-    verl_text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    assert text == verl_text
-    assert image.size == images[0].size == tuple(row["extra_info"]["model_size"])
-    mine = processor(text=[text], images=[image], return_tensors="pt")
-    theirs = processor(text=[verl_text], images=images, return_tensors="pt")
-    assert mine["input_ids"].tolist() == theirs["input_ids"].tolist()
-    assert (mine["pixel_values"] == theirs["pixel_values"]).all()
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
-        '<think>ok</think><answer>[{"human": [1, 2, 3, 4]}]</answer>',  # ASCII: one piece per token
-        "caf\u00e9 \u4eba",  # multi-byte characters that byte-level tokens may split
-    ],
-)
-def test_token_offsets_point_at_each_tokens_text(tiny_model_dir, text):
-    tokenizer = AutoProcessor.from_pretrained(tiny_model_dir).tokenizer
-    ids = tokenizer.encode(text, add_special_tokens=False)
-    decoded = tokenizer.decode(ids, skip_special_tokens=True)
-    offsets = token_offsets(tokenizer, ids, decoded)
-    assert len(offsets) == len(ids) and offsets[0] == 0
-    assert offsets == sorted(offsets) and offsets[-1] <= len(decoded)
-    pieces = [decoded[a:b] for a, b in zip(offsets, [*offsets[1:], len(decoded)], strict=True)]
-    assert "".join(pieces) == decoded
 
 
 def test_processor_that_would_resize_again_is_refused(
@@ -181,37 +119,6 @@ def test_decoding_ignores_the_checkpoints_sampling_settings(tmp_path, capsys, ti
     capsys.readouterr()
 
 
-def test_greedy_generation_config_keeps_only_the_special_tokens():
-    checkpoint = GenerationConfig(
-        do_sample=True, temperature=0.7, top_k=20, repetition_penalty=1.05, no_repeat_ngram_size=3,
-        bos_token_id=1, eos_token_id=[2, 3], pad_token_id=0,
-    )  # fmt: skip
-    config = greedy_generation_config(checkpoint, 16, logprobs=True)
-    assert (config.do_sample, config.num_beams, config.repetition_penalty, config.max_new_tokens) == (False, 1, 1.0, 16)
-    assert (config.bos_token_id, config.eos_token_id, config.pad_token_id) == (1, [2, 3], 0)
-    assert config.return_dict_in_generate and config.output_scores
-    assert (config.temperature, config.top_k, config.no_repeat_ngram_size) == (None, None, None)  # not the 0.7, 20, 3
-
-
-def test_vllm_settings_are_verls_validation_decoding():
-    # generation_config="vllm": vLLM's neutral sampling defaults, not generation_config.json's (special tokens
-    # are still read from it); every request is greedy with repetition penalty 1.0, as verl's val_kwargs.
-    assert vllm_engine_args("ckpt") == {
-        "model": "ckpt",
-        "limit_mm_per_prompt": {"image": 1},
-        "generation_config": "vllm",
-    }
-    assert vllm_sampling_args(64, logprobs=True) == {
-        "temperature": 0.0,
-        "top_p": 1.0,
-        "top_k": -1,
-        "repetition_penalty": 1.0,
-        "max_tokens": 64,
-        "logprobs": 0,
-    }
-    assert vllm_sampling_args(64, logprobs=False)["logprobs"] is None
-
-
 class _InterruptedGenerator:
     """Stands in for the transformers generator: answers ``answers`` batches, then Ctrl-C."""
 
@@ -248,18 +155,6 @@ def test_ctrl_c_keeps_the_finished_lines(tmp_path, capsys, monkeypatch, tiny_mod
     assert predict_main([*args, "--batch-size", "2"]) == 0
     names = [json.loads(line)["file_name"] for line in out.read_text().splitlines()]
     assert names == [f"HICO_test2015_0000000{i}.jpg" for i in (1, 2, 3)]
-
-
-def test_prepared_images_are_checked_against_the_processor():
-    from verl_hoi.generation import _check_grid, _check_prepared
-
-    image = Image.new("RGB", (252, 168))
-    _check_prepared([image], [(252, 168)])
-    with pytest.raises(ValueError, match=r"resized to 252x168, not to model_size \[168, 252\]"):
-        _check_prepared([image], [(168, 252)])
-    _check_grid([[1, 12, 18]], [(252, 168)], 14)
-    with pytest.raises(ValueError, match="the processor resized a 252x168 image to 238x168"):
-        _check_grid([[1, 12, 17]], [(252, 168)], 14)
 
 
 def test_a_chat_template_that_opens_think_is_recorded(tmp_path, monkeypatch, tiny_model_dir, parquet):

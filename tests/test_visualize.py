@@ -1,5 +1,6 @@
-"""``python -m verl_hoi.visualize`` and its drawing: boxes land where the detections are, ground truth is optional,
-missing images are skipped, mistakes are one-line errors."""
+"""``python -m verl_hoi.visualize``: detection lines with ground truth, response lines, unknown images skipped,
+an interrupted run leaving only complete drawings. The drawing itself: test_drawing.py; bad command lines:
+test_visualize_cli_bad_input.py."""
 
 from __future__ import annotations
 
@@ -10,25 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from verl_hoi.drawing import PAIR_COLOURS, draw
-from verl_hoi.scored_triplets import ImageDetections
 from verl_hoi.visualize import main
 
 NAME = "HICO_test2015_00000001.jpg"  # 640 x 427 in the sample
-
-
-def test_draw_puts_the_boxes_on_the_image():
-    image = Image.new("RGB", (200, 100), (255, 255, 255))
-    dets = ImageDetections(
-        hoi=np.array([0]),
-        human=np.array([[100.0, 40.0, 180.0, 90.0]]),
-        object=np.array([[120.0, 60.0, 150.0, 80.0]]),
-        score=np.array([0.9]),
-    )
-    out = draw(image, dets)
-    assert out.size == image.size and image.getpixel((100, 90)) == (255, 255, 255)
-    assert out.getpixel((180, 88)) == PAIR_COLOURS["human"]  # right edge of the human box
-    assert out.getpixel((135, 80)) == PAIR_COLOURS["object"]  # bottom edge of the object box
 
 
 def test_cli_with_ground_truth(tmp_path, sample_annotations, sample_images):
