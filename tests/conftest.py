@@ -3,7 +3,8 @@ the sample's first rows converted for it, and the Hypothesis profiles.
 
 Hypothesis profiles (``HYPOTHESIS_PROFILE``): ``ci`` (the default, used by ``.ci/run``) derandomizes
 every property test, so a commit always passes or always fails; ``random`` draws new examples on
-every run, ten times as many, for a search before a release. A test that sets a smaller count for
+every run, ten times as many, for a search before a release
+(``HYPOTHESIS_PROFILE=random bash tests/run.sh -m property``). A test that sets a smaller count for
 its cost keeps that count in both.
 """
 
@@ -13,7 +14,7 @@ import os
 from pathlib import Path
 
 import pytest
-from hypothesis import settings
+from hypothesis import is_hypothesis_test, settings
 
 from verl_hoi.convert import ConvertOptions, iter_rows, row_schema, write_parquet
 from verl_hoi.hicodet import load_annotations
@@ -28,6 +29,13 @@ ROWS = [0, 1, 2]  # few rows, few tokens: the tiny model is random, only the plu
 settings.register_profile("ci", derandomize=True, database=None, max_examples=300, deadline=None, print_blob=True)
 settings.register_profile("random", max_examples=3000, deadline=None, print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every Hypothesis test ``property``, so ``-m property`` runs exactly those."""
+    for item in items:
+        if is_hypothesis_test(getattr(item, "obj", None)):
+            item.add_marker(pytest.mark.property)
 
 
 @pytest.fixture(scope="session")
