@@ -1,6 +1,5 @@
-"""``verl_hoi.jsonl``: reading append-only JSONL files and repairing a torn tail (the prediction line
-kinds, verl validation dumps and their errors are exercised through the command line in
-``tests/test_evaluate_cli.py``)."""
+"""``verl_hoi.jsonl``: reading append-only JSONL files and repairing a torn tail (what the lines of a
+predictions file may hold is tested in ``tests/test_prediction_files.py``)."""
 
 from __future__ import annotations
 
