@@ -379,12 +379,17 @@ def test_cli_interrupted_keeps_the_earlier_outputs_and_leaves_no_litter(server, 
     _complete_run(server, rl_parquet, out)
     outputs = {name: (out / name).read_bytes() for name in ("sft.parquet", "summary.json")}
     server.plan[names[3]] = ["hold"]  # the 4th request of the next run hangs until it is interrupted
-    run = _cli(*_args(rl_parquet, out, server, "m2"), "--concurrency", "1", env={"OPENAI_API_KEY": SECRET})
+    env = {"OPENAI_API_KEY": SECRET, "PYTHONFAULTHANDLER": "1"}  # SIGABRT then prints every thread's stack
+    run = _cli(*_args(rl_parquet, out, server, "m2"), "--concurrency", "1", env=env)
     deadline = time.monotonic() + 60
     while server.counts[names[3]] < 2 and run.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     run.send_signal(signum)
-    _, stderr = run.communicate(timeout=60)
+    try:
+        _, stderr = run.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        run.send_signal(signal.SIGABRT)
+        pytest.fail(f"still running 60 s after the signal; its stacks:\n{run.communicate()[1]}")
     assert run.returncode == 130 and "Traceback" not in stderr and "interrupted: finished items are in" in stderr
     assert {name: (out / name).read_bytes() for name in outputs} == outputs
     assert sorted(p.name for p in out.iterdir()) == ["cache.jsonl", "sft.parquet", "summary.json"]
