@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import math
 import os
 import signal
@@ -96,8 +95,6 @@ from verl_hoi.teacher import (
 from verl_hoi.traces import MAX_TRACE_CHARS
 
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
-CLIENT_CLOSE_SECONDS = 5.0
-"""How long closing the teacher client may take at the end of a run, an interrupted one included."""
 MAX_CONCURRENCY = 1024
 MAX_PRICE = 1e6  # USD per million tokens: far above any model's, low enough that no cost overflows
 MAX_TOKENS = 1_000_000
@@ -329,9 +326,7 @@ async def _distill(args: argparse.Namespace, template: str, key: str | None, tot
         )
     finally:
         if client is not None:
-            # An interrupted run may leave a request in flight; closing must not wait for the server's answer.
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(client.close(), CLIENT_CLOSE_SECONDS)
+            await client.close()
 
 
 def _usd(value: float | None) -> str:

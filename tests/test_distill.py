@@ -270,10 +270,18 @@ async def test_dry_run_sends_nothing(server, rows, tmp_path):
 # ---------------------------------------------------------------- the command line, killed and resumed
 
 
+# A shell starts background jobs with SIGINT ignored, and every child inherits that: run the command line
+# with Python's own Ctrl-C handler, as it has in a terminal, so that the tests hold however pytest was started.
+_AS_IN_A_TERMINAL = (
+    "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
+)
+
+
 def _cli(*args: str, env: dict | None = None, **kwargs) -> subprocess.Popen:
     full_env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"} | (env or {})
     return subprocess.Popen(
-        [sys.executable, str(CLI), *args],
+        [sys.executable, "-c", _AS_IN_A_TERMINAL, str(CLI), *args],
         env=full_env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
