@@ -13,7 +13,7 @@ from pathlib import Path
 
 import verl
 from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from verl.trainer.ppo.utils import create_rl_dataset
 from verl.utils import hf_processor, hf_tokenizer
 
@@ -37,6 +37,14 @@ def compose_verl(config_name: str, overrides: Sequence[str] = ()) -> DictConfig:
     """
     with initialize_config_dir(config_dir=str(VERL_CONFIGS), version_base=None):
         return compose(config_name=config_name, overrides=list(overrides))
+
+
+def plain_value(config: DictConfig, key: str) -> object:
+    """The value at dotted ``key`` of a composed config, sections as plain dicts and lists, interpolations resolved."""
+    value = OmegaConf.select(config, key)
+    if isinstance(value, DictConfig | ListConfig):
+        return OmegaConf.to_container(value, resolve=True)
+    return value
 
 
 def keys_missing_from_verl(recipe: str, config_name: str) -> tuple[int, list[str]]:

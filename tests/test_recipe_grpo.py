@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 import torch
 from conftest import TINY_MAX_PIXELS, TINY_MIN_PIXELS
-from omegaconf import DictConfig, ListConfig, OmegaConf
-from recipe_harness import RECIPES, compose_verl, first_prompt, keys_missing_from_verl, run
+from omegaconf import DictConfig, OmegaConf
+from recipe_harness import RECIPES, compose_verl, first_prompt, keys_missing_from_verl, plain_value, run
 from verl import DataProto
 from verl.trainer.ppo import core_algos
 from verl.trainer.ppo.metric_utils import process_validation_metrics
@@ -103,10 +103,7 @@ RECIPE_VALUES = [
 
 @pytest.mark.parametrize(("key", "expected"), RECIPE_VALUES, ids=[key for key, _ in RECIPE_VALUES])
 def test_composed_recipe_values(grpo_config: DictConfig, key: str, expected: object) -> None:
-    value = OmegaConf.select(grpo_config, key)
-    if isinstance(value, DictConfig | ListConfig):
-        value = OmegaConf.to_container(value)
-    assert value == expected
+    assert plain_value(grpo_config, key) == expected
 
 
 @pytest.mark.slow

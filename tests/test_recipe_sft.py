@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 import verl.trainer
-from omegaconf import DictConfig, ListConfig, OmegaConf
-from recipe_harness import RECIPES, VERL_CONFIGS, compose_verl, keys_missing_from_verl, run
+from omegaconf import DictConfig, OmegaConf
+from recipe_harness import RECIPES, VERL_CONFIGS, compose_verl, keys_missing_from_verl, plain_value, run
 from verl.utils.config import omega_conf_to_dataclass
 from verl.workers.config import FSDPEngineConfig, FSDPOptimizerConfig, HFModelConfig
 
@@ -87,10 +87,7 @@ RECIPE_VALUES = [
 
 @pytest.mark.parametrize(("key", "expected"), RECIPE_VALUES, ids=[key for key, _ in RECIPE_VALUES])
 def test_composed_recipe_values(sft_config: DictConfig, key: str, expected: object) -> None:
-    value = OmegaConf.select(sft_config, key)
-    if isinstance(value, DictConfig | ListConfig):
-        value = OmegaConf.to_container(value, resolve=True)
-    assert value == expected
+    assert plain_value(sft_config, key) == expected
 
 
 def test_every_recipe_key_exists_in_verl_config() -> None:
