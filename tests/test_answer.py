@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 
@@ -393,6 +394,74 @@ def test_broken_number_is_not_truncation(text: str, error: str) -> None:
     assert (parsed.num_items, parsed.truncated, parsed.errors) == (0, False, (error,))
 
 
+# ------------------------------------------------------------------------------------------ comments
+
+CUP_SIP = HOIPair((1, 2, 30, 40), (5, 6, 70, 80), CUP, (HOLD, SIP))
+VERBS_WITH_COMMENTS = '[\n  "hold", // grip\n  "sip" # and drink\n]'
+
+
+@pytest.mark.parametrize(
+    ("text", "pairs", "truncated"),
+    [
+        # a // comment line after the only item
+        (f"<answer>[\n  {CUP_ITEM}\n  // person 1\n]</answer>", (CUP_PAIR,), False),
+        # a # comment line before it
+        (f"<answer>[\n  # one person\n  {CUP_ITEM}\n]</answer>", (CUP_PAIR,), False),
+        # comments after an item's comma and after the last item
+        (f"[\n  {CUP_ITEM}, // person 1\n  {BIKE_ITEM} // person 2\n]", (CUP_PAIR, BIKE_PAIR), False),
+        # comments inside a list of verbs written across lines
+        (f"[{item(verbs=VERBS_WITH_COMMENTS)}]", (CUP_SIP,), False),
+        # a // and a # inside a string are left alone; the comment after the item is removed
+        (f'[{{"note": "see http://a.b/#c", {CUP_ITEM[1:]} // one\n]', (CUP_PAIR,), False),
+        # a comment holding an apostrophe, brackets and a quote: no string starts in it
+        (f"[{CUP_ITEM}, // person's [cup] {{ \"\n{BIKE_ITEM}]", (CUP_PAIR, BIKE_PAIR), False),
+        # single quotes, a # in a string, a missing comma and a comment where it would be (the token parser)
+        (
+            """[{'note': 'it\\'s #1', 'human': [1, 2, 30, 40], 'object': [5, 6, 70, 80], 'object class': 'cup' # the cup
+            'verb class': 'hold'}]""",
+            (CUP_PAIR,),
+            False,
+        ),
+        # a comment after the list
+        (f"<answer>[{CUP_ITEM}] // done</answer>", (CUP_PAIR,), False),
+        # a list holding only a comment: an empty answer
+        ("<answer>[\n// nobody here\n]</answer>", (), False),
+        # cut off on the line after a comment: the complete leading items
+        (f'<answer>[{CUP_ITEM}, // person 2\n{{"human": [1,', (CUP_PAIR,), True),
+        # cut off inside a comment
+        (f"<answer>[{CUP_ITEM}, // person 2 holds a", (CUP_PAIR,), True),
+        # cut off inside a string: the // after its open quote is part of it, not a comment
+        (f'<answer>[{CUP_ITEM}, {{"object class": "a // b", "verb class": "x', (CUP_PAIR,), True),
+    ],
+)
+def test_line_comments_are_read_past(text: str, pairs: tuple[HOIPair, ...], truncated: bool) -> None:
+    parsed = parse_answer(text)
+    assert parsed.pairs == pairs
+    assert (parsed.json_ok, parsed.truncated, parsed.num_items, parsed.num_invalid, parsed.errors) == (
+        False,
+        truncated,
+        len(pairs),
+        0,
+        (),
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        # a # inside a name is part of the name
+        ("[" + item(name='"#1"') + ", # one\n]", "item 0: unknown object '#1'"),
+        # only a comment, no list: nothing was answered
+        ("<answer>// nobody here</answer>", "no JSON list in the answer"),
+        # positions in messages count the comment (blanked, not removed): 9 characters before the item
+        ("[ // note\n{'human' 1}]", "answer is not JSON near character 20"),
+    ],
+)
+def test_comments_keep_what_is_wrong(text: str, error: str) -> None:
+    parsed = parse_answer(text)
+    assert (parsed.pairs, parsed.json_ok, parsed.errors) == ((), False, (error,))
+
+
 # ---------------------------------------------------------------------------------------------- caps
 
 
@@ -581,3 +650,19 @@ def test_cut_off_answer_keeps_exactly_the_complete_items(pairs: list[HOIPair], w
     parsed = parse_answer("<answer>" + answer[:cut])
     assert parsed.pairs == tuple(pairs[: answer[:cut].count("}")])
     assert parsed.truncated
+
+
+COMMENT = st.tuples(st.sampled_from(["//", "#"]), st.text(st.characters(blacklist_characters="\n<>"), max_size=20))
+
+
+@given(PAIRS, st.lists(COMMENT, min_size=1, max_size=5), st.booleans())
+def test_comment_lines_between_items_change_no_pair(pairs: list[HOIPair], comments: list, quotes: bool) -> None:
+    # the rendered answer with a comment line before every item (after "[" or a comma) and before "]"
+    items = [render_answer([pair])[1:-1] for pair in pairs]
+    if quotes:
+        items = [text.replace('"', "'") for text in items]
+    lines = itertools.cycle(f"\n{marker}{body}\n" for marker, body in comments)
+    answer = "[" + ",".join(f"{next(lines)}{text}" for text in items) + f"{next(lines)}]"
+    parsed = parse_answer(render_response(answer, "t"))
+    assert parsed.pairs == tuple(pairs)
+    assert (parsed.json_ok, parsed.truncated, parsed.num_invalid, parsed.errors) == (False, False, 0, ())

@@ -94,6 +94,17 @@ CASES = [
     ),
     # single quotes: parsed by repair, not strict JSON: format 0
     (render_response(render_answer([A, B]).replace('"', "'"), "x"), {}, None, {"score": 0.8, "json_ok": 0.0}),
+    # line comments: both pairs read, but not strict JSON: format 0
+    (
+        render_response(f"[\n{items(A)[1:-1]}, // the bike\n# the cup\n{items(B)[1:-1]}\n]", "x"),
+        {},
+        None,
+        {"score": 0.8, "format": 0.0, "json_ok": 0.0, "label": 1.0, "iou": 1.0, "num_pred": 2},
+    ),
+    # one pair and a comment: A read (label = iou = 1/2), format 0
+    (render_response(f"[{items(A)[1:-1]} // the bike\n]", "x"), {}, None, {"score": 0.4, "format": 0.0, "num_pred": 1}),
+    # // and # inside a string are no comment: strict JSON, full format
+    (respond(A, B).replace('{"human"', '{"note": "#1 // see", "human"', 1), {}, None, {"score": 1.0, "json_ok": 1.0}),
     # cut off after A: truncated, format 0, half the pairs
     (
         "<think>x</think><answer>" + render_answer([A, B])[:-30],

@@ -8,6 +8,11 @@ An answer is a JSON list with one item per (human box, object box, object) pair,
 Boxes are ``[x1, y1, x2, y2]`` in whatever frame the caller works in (see ``verl_hoi.frames``).
 A response wraps it as ``<think>reasoning</think><answer>[...]</answer>``.
 
+Line comments are read past: from the list's first ``[`` or ``{`` on, a ``//`` or ``#`` outside a string starts
+a comment that runs to the end of its line and is blanked out before parsing. A string runs to its closing quote
+(double or single, backslash escapes), or to the end of a cut-off text, so ``"#1"`` or a URL is never cut. An
+answer with a comment is not strict JSON (``json_ok`` is false), but its pairs are read.
+
 >>> from verl_hoi.vocab import object_id, verb_id
 >>> pair = HOIPair((1, 20, 110, 220), (5, 60, 150, 260), object_id("bicycle"), (verb_id("hold"), verb_id("ride")))
 >>> render_answer([pair])
@@ -79,7 +84,7 @@ class ParsedAnswer:
             the answer block is the text between them, else the text after ``</think>`` (or all of it).
         tags_ok: the whole text is ``<think>...</think> <answer>...</answer>`` with exactly one of each tag and
             only white space around the blocks (``prefilled_think``: no ``<think>``, text starts in the block).
-        json_ok: the answer block is a strict JSON list as it stands (no fence, prose, NaN or repair).
+        json_ok: the answer block is a strict JSON list as it stands (no fence, prose, comment, NaN or repair).
         truncated: the list ends without its closing bracket; its complete leading items were kept.
         overflow: the answer had more than ``max_items`` items; only the first ``max_items`` were read.
         num_items: items read (valid + invalid), at most ``max_items``.
@@ -253,6 +258,7 @@ def _items(block: str, errors: list[str], max_items: int) -> tuple[list, bool, b
     if start < 0:
         _error(errors, "no JSON list in the answer")
         return [], False, False
+    block = block[:start] + _blank_comments(block[start:])
     # Cheap repairs first (orjson on a fixed-up copy); the token parser below handles everything else.
     region = block[start : max(block.rfind("]"), block.rfind("}")) + 1]  # drops a fence or prose around it
     value = _loads_list(region if block[start] == "[" else f"[{region}]")  # a bare sequence of items
@@ -286,9 +292,21 @@ def _loads_list(text: str) -> list | None:
     return value
 
 
+# The inside of a double- and of a single-quoted string (unrolled loops: linear, no ambiguous repeats).
+_DOUBLE = r'[^"\\]*(?:\\.[^"\\]*)*'
+_SINGLE = r"[^'\\]*(?:\\.[^'\\]*)*"
+# A string (a quote never closed runs to the end: the text was cut inside it), else a line comment.
+_COMMENT = re.compile(rf"""("{_DOUBLE}"|'{_SINGLE}'|["'](?s:.*))|(?://|#).*""")
+
+
+def _blank_comments(text: str) -> str:
+    """``text`` with its line comments turned into spaces (so error positions still point into the answer)."""
+    return _COMMENT.sub(lambda match: match[1] or " " * len(match[0]), text)
+
+
 # A bounded recursive-descent parser over regex tokens (each pattern linear: no nested or ambiguous repeats).
 _TOKEN = re.compile(
-    r"""\s*(?:([\[\]{}:,])|"([^"\\]*(?:\\.[^"\\]*)*)"|'([^'\\]*(?:\\.[^'\\]*)*)'"""
+    rf"""\s*(?:([\[\]{{}}:,])|"({_DOUBLE})"|'({_SINGLE})'"""
     r"""|([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?(?:\d+|\s*\Z))?|-?Infinity|NaN|true|false|null|True|False|None))"""
 )
 _LITERALS = {"true": True, "false": False, "null": None, "True": True, "False": False, "None": None}
@@ -415,10 +433,11 @@ def _tags(text: str, prefilled_think: bool) -> tuple[bool, bool, bool, int, int]
 def parse_answer(text: str, *, prefilled_think: bool = False, max_items: int = MAX_ITEMS) -> ParsedAnswer:
     """Parse a model response into validated pairs and a record of what was wrong; never raises.
 
-    Tolerates missing tags, code fences and prose around the list, single quotes, trailing commas, Python
-    literals, a bare sequence of items, verbs as a list or a ``"hold, ride"`` string, names in any case with
-    underscores or spaces. A list cut off mid-item keeps its complete leading items (``truncated``). Reads at
-    most ``MAX_TEXT_CHARS`` characters and ``max_items`` items; nothing is evaluated as code.
+    Tolerates missing tags, code fences and prose around the list, ``//`` and ``#`` line comments (see the
+    module docstring), single quotes, trailing commas, Python literals, a bare sequence of items, verbs as a
+    list or a ``"hold, ride"`` string, names in any case with underscores or spaces. A list cut off mid-item
+    keeps its complete leading items (``truncated``). Reads at most ``MAX_TEXT_CHARS`` characters and
+    ``max_items`` items; nothing is evaluated as code.
 
     Args:
         text: the response (anything that is not a ``str`` parses as an empty answer).
