@@ -63,9 +63,11 @@ def child(argv: list[str]) -> None:
     spec = importlib.util.spec_from_file_location("hicodet_to_parquet", CLI)
     cli = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(cli)
+    from verl_hoi.families import DEFAULT_FAMILY, get_family
     from verl_hoi.frames import model_size
 
-    model_size((640, 480))  # the first call imports qwen_vl_utils (and torch)
+    family = get_family(DEFAULT_FAMILY)
+    model_size((640, 480), family.min_pixels, family.max_pixels, family.block)  # imports qwen_vl_utils (and torch)
     args = cli.build_parser().parse_args(argv)
     start = time.perf_counter()
     cli.run(args)

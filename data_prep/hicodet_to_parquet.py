@@ -7,6 +7,14 @@ Writes OUT/<split>.parquet (row layout: verl_hoi/convert.py). The annotations ar
 instances_{train,test}2015.json; --split train leaves out images without a visible pair, --split
 test keeps every image.
 
+Rows are made for one model family (--family, default qwen2_5_vl; families: verl_hoi/families.py): images
+are resized to multiples of its block (patch x merge: 28 pixels for qwen2_5_vl, 32 for qwen3_vl and qwen3_5)
+within its pixel budget, and boxes are written in its frame (resized for qwen2_5_vl, norm1000 for the
+others); --frame, --min-pixels and --max-pixels change them. --processor DIR reads the patch and merge sizes
+and the pixel budget from a model or processor folder instead (and the family from its config.json), for a
+checkpoint whose processor differs from its family's defaults. Each row records the family, patch and merge
+sizes it was made for, which training, prediction and evaluation read back.
+
 Before anything is written: the annotations must be valid (numbers of the right type and in range,
 never read from strings; each file name once: the rules are in verl_hoi/hicodet.py), every image
 present (or left out with --skip-missing-images), and --out a folder that can be written, neither
@@ -50,9 +58,11 @@ from verl_hoi.convert import (
     select_images,
     write_parquet,
 )
-from verl_hoi.frames import DEFAULT_FRAME, DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, available_frames
+from verl_hoi.families import DEFAULT_FAMILY, available_families, family_for_model_type, get_family
+from verl_hoi.frames import available_frames
 from verl_hoi.hicodet import SPLITS, load_annotations
-from verl_hoi.prompts import DEFAULT_PROMPT, PLAIN_PROMPT, available_prompts, get_prompt
+from verl_hoi.prompts import DEFAULT_PROMPT, PLAIN_PROMPT, available_prompts, get_prompt, load_prompt_file
+from verl_hoi.rows import processor_geometry, processor_pixels
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,13 +72,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--split", required=True, choices=SPLITS, help="train skips images without a visible pair")
     parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder (created if needed)")
     parser.add_argument(
-        "--frame", choices=available_frames(), default=DEFAULT_FRAME, help="box coordinates (default: %(default)s)"
+        "--family",
+        choices=available_families(),
+        help=f"model family the rows are for (default: {DEFAULT_FAMILY}, or --processor's)",
     )
     parser.add_argument(
-        "--min-pixels", type=positive_int, default=DEFAULT_MIN_PIXELS, metavar="N", help="default: %(default)s"
+        "--processor",
+        type=Path,
+        metavar="DIR",
+        help="model or processor folder: patch and merge sizes and pixel budget from its preprocessor_config.json",
+    )
+    parser.add_argument("--frame", choices=available_frames(), help="box coordinates (default: the family's)")
+    parser.add_argument(
+        "--min-pixels", type=positive_int, metavar="N", help="default: --processor's, else the family's"
     )
     parser.add_argument(
-        "--max-pixels", type=positive_int, default=DEFAULT_MAX_PIXELS, metavar="N", help="default: %(default)s"
+        "--max-pixels", type=positive_int, metavar="N", help="default: --processor's, else the family's"
     )
     parser.add_argument(
         "--image-mode",
@@ -84,6 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-thinking)",
     )
     parser.add_argument("--no-thinking", action="store_true", help=f"ask for the answer only (template {PLAIN_PROMPT})")
+    parser.add_argument(
+        "--prompt-file",
+        type=Path,
+        metavar="FILE",
+        help="the user text from a UTF-8 file instead of a template; {width}, {height} and {coordinates} are filled "
+        "in for each image (docs/evaluation.md)",
+    )
     parser.add_argument(
         "--limit",
         type=positive_int,
@@ -101,12 +127,71 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _prompt_name(prompt: str | None, no_thinking: bool) -> str:
+def _prompt_name(prompt: str | None, no_thinking: bool, prompt_file: Path | None) -> str:
+    if prompt_file is not None:
+        if prompt is not None or no_thinking:
+            raise UsageError("--prompt-file replaces --prompt and --no-thinking: give only one of them")
+        check_input_file(prompt_file, "--prompt-file")
+        try:
+            return load_prompt_file(prompt_file)
+        except ValueError as error:
+            raise UsageError(str(error)) from None
     if prompt is None:
         return PLAIN_PROMPT if no_thinking else DEFAULT_PROMPT
     if no_thinking and get_prompt(prompt).thinking:
         raise UsageError(f"--no-thinking conflicts with --prompt {prompt}, a template with thinking")
     return prompt
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _processor_options(folder: Path, family: str | None) -> dict[str, object]:
+    """``ConvertOptions`` fields from a processor folder: family, patch and merge sizes, pixel budget."""
+    import json
+
+    from transformers import AutoImageProcessor
+
+    check_input_folder(folder, "--processor")
+    if not (folder / "preprocessor_config.json").is_file():
+        raise UsageError(f"--processor {folder}: no preprocessor_config.json (not a model or processor folder)")
+    try:
+        image_processor = AutoImageProcessor.from_pretrained(folder)
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise UsageError(f"--processor {folder}: cannot load its image processor ({_first_line(error)})") from None
+    geometry = processor_geometry({"image_processor": image_processor})
+    pixels = processor_pixels({"image_processor": image_processor})
+    if geometry is None or pixels is None:
+        raise UsageError(f"--processor {folder}: its image processor has no patch and merge sizes or pixel budget")
+    model_type = None
+    if (folder / "config.json").is_file():
+        try:
+            model_type = json.loads((folder / "config.json").read_bytes()).get("model_type")
+        except (ValueError, AttributeError):
+            raise UsageError(f"--processor {folder}: config.json is not a JSON object") from None
+    found = family_for_model_type(model_type) if isinstance(model_type, str) else None
+    if family is None:
+        if found is None:
+            raise UsageError(f"--processor {folder}: model_type {model_type!r} is of no known family; give --family")
+        family = found.name
+    elif found is not None and found.name != family:
+        raise UsageError(f"--family {family} disagrees with --processor {folder}, a {found.name} ({model_type})")
+    named = get_family(family)
+    if geometry != (named.patch_size, named.merge_size):
+        print(
+            f"note: --processor {folder} cuts {geometry[0]}-pixel patches merged {geometry[1]}x{geometry[1]} "
+            f"({named.name} defaults: {named.patch_size}, {named.merge_size}); rows follow the processor",
+            file=sys.stderr,
+        )
+    return {
+        "family": family,
+        "patch_size": geometry[0],
+        "merge_size": geometry[1],
+        "min_pixels": pixels[0],
+        "max_pixels": pixels[1],
+    }
 
 
 def _output_file(out: Path, split: str, inputs: dict[str, Path]) -> Path:
@@ -120,14 +205,17 @@ def _output_file(out: Path, split: str, inputs: dict[str, Path]) -> Path:
 
 def run(args: argparse.Namespace) -> Path:
     """Convert as ``args`` say; returns the written parquet path. Raises UsageError on user mistakes."""
+    settings = {"family": args.family or DEFAULT_FAMILY}
+    if args.processor is not None:
+        settings = _processor_options(args.processor, args.family)
+    given = {"frame": args.frame, "min_pixels": args.min_pixels, "max_pixels": args.max_pixels}
+    settings |= {name: value for name, value in given.items() if value is not None}
     try:
         options = ConvertOptions(
             split=args.split,
-            frame=args.frame,
-            min_pixels=args.min_pixels,
-            max_pixels=args.max_pixels,
-            prompt=_prompt_name(args.prompt, args.no_thinking),
+            prompt=_prompt_name(args.prompt, args.no_thinking, args.prompt_file),
             image_mode=args.image_mode,
+            **settings,
         )
     except ValueError as error:
         raise UsageError(str(error)) from None

@@ -17,6 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
+from verl_hoi import prompts
 from verl_hoi.answer import HOIPair
 from verl_hoi.convert import (
     ConvertOptions,
@@ -29,6 +30,7 @@ from verl_hoi.convert import (
     select_images,
     write_parquet,
 )
+from verl_hoi.families import get_family
 from verl_hoi.hicodet import GroundTruthPair, ImageAnnotation, load_annotations
 from verl_hoi.prompts import build_messages
 from verl_hoi.vocab import hoi_id
@@ -156,6 +158,9 @@ def test_row_layout(sample_annotations):
             "frame": "resized",
             "min_pixels": 3136,
             "max_pixels": 50176,
+            "family": "qwen2_5_vl",
+            "patch_size": 14,
+            "merge_size": 2,
             "split": "test",
             "index": 7,
             "prompt": "hoi_r1",
@@ -333,6 +338,64 @@ def test_cli_test_keeps_every_image_and_options(tmp_path, capsys, sample_annotat
     assert [(e["frame"], e["prompt"], e["max_pixels"], e["model_size"]) for e in extra] == [
         ("norm1000", "hoi_r1_plain", 50176, [252, 168]),
     ] * 3
+
+
+@pytest.mark.parametrize(
+    ("family", "frame", "patch", "sizes"),
+    [
+        # 640x427, 640x461, 640x425: sides rounded to multiples of 28 (Qwen2.5-VL: 427 / 28 = 15.25 -> 15,
+        # 461 / 28 = 16.46 -> 16) or 32 (Qwen3-VL, Qwen3.5: 13.3 -> 13, 14.4 -> 14, 13.3 -> 13)
+        ("qwen2_5_vl", "resized", 14, [[644, 420], [644, 448], [644, 420]]),
+        ("qwen3_vl", "norm1000", 16, [[640, 416], [640, 448], [640, 416]]),
+        ("qwen3_5", "norm1000", 16, [[640, 416], [640, 448], [640, 416]]),
+    ],
+)
+def test_cli_family_sets_geometry_frame_and_budget(tmp_path, capsys, sample_annotations, sample_images, family, frame,
+                                                   patch, sizes):  # fmt: skip
+    code, _, err = _main(capsys, "--annotations", sample_annotations, "--images", sample_images, "--split", "test",
+                         "--out", tmp_path, "--family", family, "--limit", "3")  # fmt: skip
+    assert code == 0, err
+    table = pq.read_table(tmp_path / "test.parquet")
+    extra = table.column("extra_info").to_pylist()
+    budget = (get_family(family).min_pixels, get_family(family).max_pixels)
+    assert [(e["family"], e["frame"], e["patch_size"], e["merge_size"]) for e in extra] == [
+        (family, frame, patch, 2)
+    ] * 3
+    assert [e["model_size"] for e in extra] == sizes
+    assert {(e["min_pixels"], e["max_pixels"]) for e in extra} == {budget}
+    assert {(i[0]["min_pixels"], i[0]["max_pixels"]) for i in table.column("images").to_pylist()} == {budget}
+
+
+def test_cli_processor_folder_gives_geometry_budget_and_family(
+    tmp_path, capsys, monkeypatch, sample_annotations, sample_images
+):
+    """A released checkpoint scored as its authors do: the processor's own budget, boxes in original pixels, their
+    prompt from a file."""
+    monkeypatch.setattr(prompts, "_REGISTRY", dict(prompts._REGISTRY))  # the file's prompt stays in this test
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / "preprocessor_config.json").write_text(json.dumps({
+        "image_processor_type": "Qwen2VLImageProcessor", "patch_size": 16, "merge_size": 2, "temporal_patch_size": 2,
+        "size": {"shortest_edge": 65536, "longest_edge": 16777216},
+    }))  # fmt: skip
+    (ckpt / "config.json").write_text('{"model_type": "qwen3_5"}')
+    prompt = tmp_path / "their_prompt.txt"
+    prompt.write_text('Detect every HOI in this {width}x{height} image as [{"human": [x1, y1, x2, y2]}].\n')
+    code, _, err = _main(capsys, "--annotations", sample_annotations, "--images", sample_images, "--split", "test",
+                         "--out", tmp_path / "out", "--processor", ckpt, "--frame", "original", "--prompt-file", prompt,
+                         "--limit", "2")  # fmt: skip
+    assert code == 0, err
+    table = pq.read_table(tmp_path / "out" / "test.parquet").to_pylist()
+    extra = table[0]["extra_info"]
+    assert (extra["family"], extra["patch_size"], extra["min_pixels"], extra["max_pixels"]) == (
+        "qwen3_5", 16, 65536, 16777216,
+    )  # fmt: skip
+    assert (extra["frame"], extra["model_size"], extra["prompt"]) == ("original", [640, 416], "file:their_prompt.txt")
+    assert table[1]["prompt"][0]["content"] == (
+        '<image>Detect every HOI in this 640x461 image as [{"human": [x1, y1, x2, y2]}].'
+    )
+    # the ground truth is in original pixels (HICO-DET's 1-based boxes as they are)
+    assert json.loads(table[0]["reward_model"]["ground_truth"])[0]["human"] == [320, 306, 359, 349]
 
 
 def test_cli_missing_images(tmp_path, capsys, sample_annotations, sample_images):

@@ -63,12 +63,12 @@ class Workspace:
         self.annotations.write_text(json.dumps(doc))
         return self.argv(*extra)
 
-    def write(self, name: str, content: bytes | str, **options: Any) -> list[str]:
+    def write(self, name: str, content: bytes | str, *extra: Any, **options: Any) -> list[str]:
         """Write ``content`` to ``name`` (relative to the workspace)."""
         path = self.root / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(content if isinstance(content, bytes) else content.encode())
-        return self.argv(**options)
+        return self.argv(*extra, **options)
 
     def remove(self, name: str) -> list[str]:
         """Delete file ``name`` (relative to the workspace)."""
@@ -123,6 +123,26 @@ def _all_images(ws: Workspace, content: bytes, *extra: Any) -> list[str]:
     for image in ws.images.iterdir():
         image.write_bytes(content)
     return ws.argv(*extra)
+
+
+QWEN3_PROCESSOR = json.dumps(
+    {"image_processor_type": "Qwen2VLImageProcessor", "patch_size": 16, "merge_size": 2, "temporal_patch_size": 2,
+     "size": {"shortest_edge": 65536, "longest_edge": 16777216}}
+)  # fmt: skip
+"""The preprocessor_config.json of a Qwen3-VL or Qwen3.5 checkpoint (their processors' defaults)."""
+
+
+def _processor(ws: Workspace, preprocessor: str, config: str | None = None, *extra: Any) -> list[str]:
+    """A checkpoint folder ``ckpt`` with ``preprocessor_config.json`` (and ``config.json``), as ``--processor``."""
+    ws.write("ckpt/preprocessor_config.json", preprocessor)
+    if config is not None:
+        ws.write("ckpt/config.json", config)
+    return ws.argv("--processor", ws.root / "ckpt", *extra)
+
+
+def _prompt_file(ws: Workspace, content: bytes | str, *extra: Any) -> list[str]:
+    """``prompt.txt`` holding ``content``, as ``--prompt-file``."""
+    return ws.write("prompt.txt", content, "--prompt-file", ws.root / "prompt.txt", *extra)
 
 
 Case = tuple[str, Callable[[Workspace], list[str]], str]
@@ -245,6 +265,36 @@ CASES: list[Case] = [
      "unknown prompt 'nope'; available prompts: hoi_r1, hoi_r1_plain, hoi_r1_brief, hoi_r1_plain_brief"),
     ("no-thinking-with-thinking-prompt", lambda w: w.argv("--prompt", "hoi_r1_brief", "--no-thinking"),
      "--no-thinking conflicts with --prompt hoi_r1_brief, a template with thinking"),
+    ("max-pixels-under-a-qwen3-block", lambda w: w.argv("--family", "qwen3_vl", "--min-pixels", 1, "--max-pixels", 900),
+     "max_pixels must be in 1024..89478485, got 900"),
+    # --processor: a model or processor folder
+    ("processor-missing", lambda w: w.argv("--processor", w.root / "ckpt"), "--processor {root}/ckpt: no such folder"),
+    ("processor-without-config", lambda w: w.write("ckpt/config.json", '{"model_type": "qwen3_vl"}',
+                                                   processor=w.root / "ckpt"),
+     "--processor {root}/ckpt: no preprocessor_config.json (not a model or processor folder)"),
+    ("processor-config-not-json", lambda w: _processor(w, "{"),
+     "--processor {root}/ckpt: cannot load its image processor (It looks like the config file at "
+     "'{root}/ckpt/preprocessor_config.json' is not a valid JSON file.)"),
+    ("processor-unknown-model-type", lambda w: _processor(w, QWEN3_PROCESSOR, '{"model_type": "llava"}'),
+     "--processor {root}/ckpt: model_type 'llava' is of no known family; give --family"),
+    ("processor-without-model-type", lambda w: _processor(w, QWEN3_PROCESSOR),
+     "--processor {root}/ckpt: model_type None is of no known family; give --family"),
+    ("processor-config-a-list", lambda w: _processor(w, QWEN3_PROCESSOR, "[]"),
+     "--processor {root}/ckpt: config.json is not a JSON object"),
+    ("processor-of-another-family", lambda w: _processor(w, QWEN3_PROCESSOR, '{"model_type": "qwen3_vl"}',
+                                                         "--family", "qwen2_5_vl"),
+     "--family qwen2_5_vl disagrees with --processor {root}/ckpt, a qwen3_vl (qwen3_vl)"),
+    # --prompt-file: a user's prompt text
+    ("prompt-file-missing", lambda w: w.argv("--prompt-file", w.root / "prompt.txt"),
+     "--prompt-file {root}/prompt.txt: no such file"),
+    ("prompt-file-empty", lambda w: _prompt_file(w, " \n"),
+     "{root}/prompt.txt: the prompt file is empty"),
+    ("prompt-file-not-utf8", lambda w: _prompt_file(w, b"\xff\xfe boxes"),
+     "{root}/prompt.txt: not UTF-8 text"),
+    ("prompt-file-with-image", lambda w: _prompt_file(w, "<image>Find them."),
+     "{root}/prompt.txt: remove <image>: the image always comes before the text"),
+    ("prompt-file-and-prompt", lambda w: _prompt_file(w, "Find them.", "--prompt", "hoi_r1"),
+     "--prompt-file replaces --prompt and --no-thinking: give only one of them"),
 ]  # fmt: skip
 
 
@@ -267,6 +317,7 @@ ARGPARSE_CASES = [
     ("split-unknown", ["--split", "val"], "argument --split: invalid choice: 'val'"),
     ("frame-unknown", ["--frame", "xyxy"], "argument --frame: invalid choice: 'xyxy'"),
     ("image-mode-unknown", ["--image-mode", "url"], "argument --image-mode: invalid choice: 'url'"),
+    ("family-unknown", ["--family", "qwen9"], "argument --family: invalid choice: 'qwen9'"),
 ]
 
 

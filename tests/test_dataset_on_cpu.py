@@ -155,7 +155,8 @@ def test_tampered_model_size_fails(tmp_path, sample_annotations, sample_images, 
         _dataset(edited, tokenizer, processor)
     assert str(error.value) == (
         f"{edited}: row 3 (HICO_test2015_00000004.jpg): model_size [224, 168] is not the smart resize [252, 168] of "
-        "image_size [640, 427] with min_pixels=3136, max_pixels=50176 (data.hoi.on_bad_row=skip drops such rows)"
+        "image_size [640, 427] with min_pixels=3136, max_pixels=50176 in 28-pixel blocks (data.hoi.on_bad_row=skip drops "
+        "such rows)"
     )
 
 

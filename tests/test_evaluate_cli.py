@@ -19,6 +19,7 @@ import verl_hoi.scored_triplets
 from verl_hoi.answer import render_answer, render_response
 from verl_hoi.convert import ConvertOptions, ground_truth_pairs, iter_rows, row_schema, select_images, write_parquet
 from verl_hoi.evaluate import main
+from verl_hoi.families import DEFAULT_FAMILY, available_families, get_family
 from verl_hoi.frames import model_size
 from verl_hoi.hicodet import load_annotations
 from verl_hoi.prediction_files import line_detections
@@ -43,11 +44,13 @@ def gt_detection_lines(annotations_path: Path, score: float | None = 1.0) -> lis
     return lines
 
 
-def gt_response_lines(annotations_path: Path, frame: str) -> list[dict]:
-    """Ground truth rendered as model responses in ``frame``, with the frame metadata."""
+def gt_response_lines(annotations_path: Path, frame: str, family: str = DEFAULT_FAMILY) -> list[dict]:
+    """Ground truth rendered as model responses in ``frame`` for ``family``'s default budget, with the frame
+    metadata."""
+    found = get_family(family)
     lines = []
     for record in load_annotations(annotations_path):
-        size = model_size((record.width, record.height))
+        size = model_size((record.width, record.height), found.min_pixels, found.max_pixels, found.block)
         answer = render_answer(ground_truth_pairs(record, frame, size))
         lines.append(
             {
@@ -56,6 +59,7 @@ def gt_response_lines(annotations_path: Path, frame: str) -> list[dict]:
                 "frame": frame,
                 "image_size": [record.width, record.height],
                 "model_size": list(size),
+                "family": family,
             }
         )
     return lines
@@ -123,6 +127,41 @@ def test_ground_truth_responses_give_100(tmp_path, capsys, sample_annotations, f
     assert round(result["default"]["full"], 2) == 100.0
     assert result["settings"]["score_policy"] == "rank"
     assert result["settings"]["prediction_stats"]["frames"] == {frame: 8}
+
+
+@pytest.mark.parametrize("family", available_families())
+def test_ground_truth_in_each_familys_frame_gives_100(tmp_path, capsys, sample_annotations, family):
+    frame = get_family(family).frame
+    preds = write_lines(tmp_path / "p.jsonl", gt_response_lines(sample_annotations, frame, family))
+    out = tmp_path / "r.json"
+    code, _, err = evaluate(
+        capsys, "--annotations", str(sample_annotations), "--predictions", str(preds), "--json", str(out)
+    )
+    assert code == 0, err
+    assert round(json.loads(out.read_text())["default"]["full"], 2) == 100.0
+
+
+def test_lines_of_several_families_map_back_per_line(tmp_path, capsys, sample_annotations):
+    """A Qwen3-VL answer in 0..1000 scores exactly as the same boxes in original pixels, line by line in one file."""
+    pixels = gt_response_lines(sample_annotations, "original")
+    norm1000 = gt_response_lines(sample_annotations, "norm1000", "qwen3_vl")
+    resized = gt_response_lines(sample_annotations, "resized", "qwen3_5")
+    # without model_size a line's size comes from its budget in its family's blocks
+    for line in resized:
+        line.update(min_pixels=get_family("qwen3_5").min_pixels, max_pixels=get_family("qwen3_5").max_pixels)
+        del line["model_size"]
+    results = []
+    for lines in (pixels, [*norm1000[:3], *resized[3:6], *pixels[6:]]):
+        out = tmp_path / f"r{len(results)}.json"
+        preds = write_lines(tmp_path / f"p{len(results)}.jsonl", lines)
+        code, _, err = evaluate(
+            capsys, "--annotations", str(sample_annotations), "--predictions", str(preds), "--json", str(out)
+        )
+        assert code == 0, err
+        results.append(json.loads(out.read_text()))
+    assert results[1]["per_class"] == results[0]["per_class"]
+    assert round(results[1]["default"]["full"], 2) == 100.0
+    assert results[1]["settings"]["prediction_stats"]["frames"] == {"norm1000": 3, "resized": 3, "original": 2}
 
 
 @pytest.mark.parametrize(("policy", "applied"), [("auto", "given / rank"), ("constant", "constant")])

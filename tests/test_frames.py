@@ -13,9 +13,8 @@ from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize 
 
 from verl_hoi import frames, prompts, teacher
 from verl_hoi.convert import ConvertOptions, build_row
+from verl_hoi.families import get_family
 from verl_hoi.frames import (
-    DEFAULT_MAX_PIXELS,
-    DEFAULT_MIN_PIXELS,
     frame_extent,
     from_frame,
     model_size,
@@ -25,13 +24,19 @@ from verl_hoi.hicodet import GroundTruthPair, ImageAnnotation
 from verl_hoi.prompts import PromptTemplate
 from verl_hoi.rows import RowMeta, check_row
 
-DEFAULT = (DEFAULT_MIN_PIXELS, DEFAULT_MAX_PIXELS)
-TINY = (TINY_MIN_PIXELS, TINY_MAX_PIXELS)
+DEFAULT = (3136, 1003520, 28)  # Qwen2.5-VL: 4..1280 tokens of 28 x 28
+QWEN3 = (65536, 1310720, 32)  # Qwen3-VL and Qwen3.5: 64..1280 tokens of 32 x 32
+TINY = (TINY_MIN_PIXELS, TINY_MAX_PIXELS, 28)
 
 
-def test_registry_order_and_default():
+def test_registry_order():
     assert frames.available_frames() == ("resized", "original", "norm1000")
-    assert frames.DEFAULT_FRAME == "resized"
+
+
+@pytest.mark.parametrize(("family", "budget"), [("qwen2_5_vl", DEFAULT), ("qwen3_vl", QWEN3), ("qwen3_5", QWEN3)])
+def test_family_budgets(family, budget):
+    found = get_family(family)
+    assert (found.min_pixels, found.max_pixels, found.block) == budget
 
 
 @pytest.mark.parametrize(
@@ -43,7 +48,15 @@ def test_registry_order_and_default():
         ((640, 427), TINY, (252, 168)),  # over 64 patches: beta = sqrt(640*427/50176) = 2.334, floored
         ((640, 480), TINY, (252, 168)),  # beta = 2.474: 258.6 -> 252, 194.0 -> 168
         ((20, 30), DEFAULT, (56, 84)),  # under 4 patches: beta = sqrt(3136/600) = 2.286, ceiled
-        ((1000, 1000), (28 * 28, 28 * 28), (28, 28)),  # a single patch
+        ((1000, 1000), (28 * 28, 28 * 28, 28), (28, 28)),  # a single patch
+        ((640, 427), QWEN3, (640, 416)),  # multiples of 32: 20 -> 20, 13.3 -> 13
+        ((465, 640), QWEN3, (480, 640)),  # 465 / 32 = 14.53 -> 15, 20
+        (
+            (200, 150),
+            QWEN3,
+            (320, 224),
+        ),  # under 64 blocks: beta = sqrt(65536/30000) = 1.478, ceiled: 9.2 -> 10, 6.9 -> 7
+        ((1920, 1080), QWEN3, (1504, 832)),  # over 1280 blocks: beta = 1.2578, floored: 47.7 -> 47, 26.8 -> 26
     ],
 )
 def test_model_size_hand_computed(image_size, pixels, expected):
@@ -61,14 +74,18 @@ def test_model_size_hand_computed(image_size, pixels, expected):
         ((465, 640), TINY),  # portrait, tiny budget
         ((100, 60), TINY),  # already within the tiny budget
         ((3000, 100), TINY),  # elongated (ratio 30), scaled down
+        ((640, 427), QWEN3),  # Qwen3-VL / Qwen3.5 sample image
+        ((200, 150), QWEN3),  # small: scaled up to 64 blocks
+        ((1920, 1080), QWEN3),  # large: scaled down to 1280 blocks
     ],
 )
 def test_model_size_matches_transformers_processor(image_size, pixels):
-    min_pixels, max_pixels = pixels
-    processor = Qwen2VLImageProcessor(min_pixels=min_pixels, max_pixels=max_pixels)
+    min_pixels, max_pixels, block = pixels
+    processor = Qwen2VLImageProcessor(min_pixels=min_pixels, max_pixels=max_pixels, patch_size=block // 2)
     image = Image.new("RGB", image_size)
     _, grid_h, grid_w = processor(images=[image], return_tensors="np")["image_grid_thw"][0]
-    assert model_size(image_size, min_pixels, max_pixels) == (grid_w * 14, grid_h * 14)
+    patch = block // 2
+    assert model_size(image_size, *pixels) == (grid_w * patch, grid_h * patch)
 
 
 @pytest.mark.parametrize(
@@ -76,52 +93,59 @@ def test_model_size_matches_transformers_processor(image_size, pixels):
     [
         ((640, 427), TINY),  # sample image, tiny budget
         ((10, 1990), DEFAULT),  # a side under 14 px: qwen-vl-utils keeps 28 where transformers would round to 0
+        ((640, 427), QWEN3),  # the Qwen3 families' budget, 16-pixel patches
     ],
 )
 def test_model_size_is_what_the_model_sees_after_qwen_vl_utils(image_size, pixels):
     """verl resizes with qwen-vl-utils first; the processor then leaves the image as it is."""
-    min_pixels, max_pixels = pixels
-    size = model_size(image_size, min_pixels, max_pixels)
-    processor = Qwen2VLImageProcessor(min_pixels=min_pixels, max_pixels=max_pixels)
+    from qwen_vl_utils import fetch_image
+
+    min_pixels, max_pixels, block = pixels
+    size = model_size(image_size, *pixels)
+    budget = {"min_pixels": min_pixels, "max_pixels": max_pixels}
+    assert fetch_image({"image": Image.new("RGB", image_size), **budget}, image_patch_size=block // 2).size == size
+    processor = Qwen2VLImageProcessor(**budget, patch_size=block // 2)
     _, grid_h, grid_w = processor(images=[Image.new("RGB", size)], return_tensors="np")["image_grid_thw"][0]
-    assert (grid_w * 14, grid_h * 14) == size
+    assert (grid_w * block // 2, grid_h * block // 2) == size
 
 
 @given(
     w=st.integers(15, 4000),
     h=st.integers(15, 4000),
-    pixels=st.sampled_from([DEFAULT, TINY, (28 * 28, 28 * 28 * 16384)]),
+    pixels=st.sampled_from([DEFAULT, TINY, (28 * 28, 28 * 28 * 16384, 28), QWEN3, (32 * 32, 32 * 32 * 16384, 32)]),
 )
 def test_model_size_agrees_with_transformers_smart_resize(w, h, pixels):
     if max(w, h) / min(w, h) > 200:
         with pytest.raises(ValueError, match="aspect ratio"):
             model_size((w, h), *pixels)
         return
-    expected_h, expected_w = transformers_smart_resize(h, w, 28, *pixels)
+    min_pixels, max_pixels, block = pixels
+    expected_h, expected_w = transformers_smart_resize(h, w, block, min_pixels, max_pixels)
     try:
         size = model_size((w, h), *pixels)
     except ValueError:
         # only where transformers clamps a side that qwen-vl-utils floors to 0
-        assert 28 in (expected_w, expected_h)
+        assert block in (expected_w, expected_h)
         return
     assert size == (expected_w, expected_h)
-    assert size[0] % 28 == 0 and size[1] % 28 == 0
+    assert size[0] % block == 0 and size[1] % block == 0
 
 
 @pytest.mark.parametrize(
-    ("image_size", "min_pixels", "max_pixels", "message"),
+    ("image_size", "pixels", "message"),
     [
-        ((0, 10), *DEFAULT, "image_size"),  # zero width
-        ((10, -1), *DEFAULT, "image_size"),  # negative height
-        ((640, 427), 100, 50, "min_pixels"),  # budget inverted
-        ((640, 427), 0, 50, "min_pixels"),  # zero budget
-        ((201, 1), *DEFAULT, "aspect ratio"),  # smart_resize's limit of 200
-        ((4949, 77), *TINY, "too elongated"),  # short side would be floored to 0
+        ((0, 10), DEFAULT, "image_size"),  # zero width
+        ((10, -1), DEFAULT, "image_size"),  # negative height
+        ((640, 427), (100, 50, 28), "min_pixels"),  # budget inverted
+        ((640, 427), (0, 50, 28), "min_pixels"),  # zero budget
+        ((640, 427), (3136, 50176, 0), "block"),  # no block
+        ((201, 1), DEFAULT, "aspect ratio"),  # smart_resize's limit of 200
+        ((4949, 77), TINY, "too elongated"),  # short side would be floored to 0
     ],
 )
-def test_model_size_rejects_bad_input(image_size, min_pixels, max_pixels, message):
+def test_model_size_rejects_bad_input(image_size, pixels, message):
     with pytest.raises(ValueError, match=message):
-        model_size(image_size, min_pixels, max_pixels)
+        model_size(image_size, *pixels)
 
 
 IMAGE = (640, 427)
@@ -287,7 +311,7 @@ def test_sample_images_through_verl_image_path_and_tiny_processor(sample_images,
     for path in paths:
         with Image.open(path) as image:
             image_size = image.size
-        size = model_size(image_size, TINY_MIN_PIXELS, TINY_MAX_PIXELS)
+        size = model_size(image_size, *TINY)
         resized = fetch_image({"image": str(path), "min_pixels": TINY_MIN_PIXELS, "max_pixels": TINY_MAX_PIXELS})
         assert resized.size == size
         _, grid_h, grid_w = image_processor(images=[resized], return_tensors="np")["image_grid_thw"][0]

@@ -74,7 +74,7 @@ def test_vllm_settings_are_verls_validation_decoding():
     # are still read from it); every request is greedy with repetition penalty 1.0, as verl's val_kwargs.
     assert vllm_engine_args("ckpt") == {
         "model": "ckpt",
-        "limit_mm_per_prompt": {"image": 1},
+        "limit_mm_per_prompt": {"image": 1, "video": 0},
         "generation_config": "vllm",
     }
     assert vllm_sampling_args(64, logprobs=True) == {

@@ -15,6 +15,7 @@ from verl_hoi.prompts import (
     available_prompts,
     build_messages,
     get_prompt,
+    load_prompt_file,
     prefilled_think,
     register_prompt,
 )
@@ -113,7 +114,7 @@ def test_frame_wording(frame, extent, expected):
 
 
 def test_extent_from_frames_module():
-    size = model_size((640, 427), 4 * 28 * 28, 64 * 28 * 28)
+    size = model_size((640, 427), 4 * 28 * 28, 64 * 28 * 28, 28)
     text = render("hoi_r1", "resized", frame_extent("resized", (640, 427), size))
     assert "which is 252×168 pixels" in text
 
@@ -220,7 +221,9 @@ def test_a_prompt_registered_after_import_is_accepted_everywhere(scratch_registr
     cli = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(cli)
     assert "late_plain" in cli.build_parser().format_help()
-    assert cli._prompt_name("late_plain", no_thinking=True) == "late_plain"  # a template without thinking
+    assert (
+        cli._prompt_name("late_plain", no_thinking=True, prompt_file=None) == "late_plain"
+    )  # a template without thinking
     truth = render_answer([HOIPair((0, 0, 5, 9), (1, 1, 4, 4), 41, (36,))])
     answer_only = f"<answer>{truth}</answer>"
     assert compute_score("hico_det", answer_only, truth, {"prompt": "late_plain"})["format"] == 1.0
@@ -239,3 +242,25 @@ def test_a_prompt_registered_after_import_is_accepted_everywhere(scratch_registr
 )
 def test_prefilled_think(row_value, rendered, expected):
     assert prefilled_think(row_value, rendered) is expected
+
+
+def test_prompt_file_fills_its_placeholders_and_keeps_other_braces(tmp_path, scratch_registry):
+    path = tmp_path / "released.txt"
+    path.write_text(
+        'Image {width}x{height}. {coordinates}\nAnswer <think>..</think> [{"human": [x1, y1, x2, y2]}] {w}\n'
+    )
+    name = load_prompt_file(path)
+    assert name == "file:released.txt" and load_prompt_file(path) == name  # loading again is no error
+    template = get_prompt(name)
+    assert template.thinking and not template.class_list
+    assert build_messages(name, "norm1000", (1000, 1000))[0]["content"] == (
+        "<image>Image 1000x1000. Boxes are [x1, y1, x2, y2] in coordinates relative to the image scaled to 0-1000: "
+        "x goes from 0 (left edge) to 1000 (right edge) and y from 0 (top edge) to 1000 (bottom edge).\n"
+        'Answer <think>..</think> [{"human": [x1, y1, x2, y2]}] {w}'
+    )
+    path.write_text("Another text.")
+    with pytest.raises(ValueError, match="another prompt file named released.txt is already loaded"):
+        load_prompt_file(path)
+    plain = tmp_path / "plain.txt"
+    plain.write_text("Answer in <answer></answer> only.")
+    assert not get_prompt(load_prompt_file(plain)).thinking

@@ -7,7 +7,7 @@ import pytest
 from cli_harness import png_header
 from conftest import TINY_MAX_PIXELS, TINY_MIN_PIXELS
 
-from verl_hoi.rows import RowMeta, check_row, processor_pixels
+from verl_hoi.rows import RowMeta, check_row, processor_geometry, processor_pixels
 
 
 def test_processor_pixels_of_tiny_model(processor):
@@ -91,6 +91,28 @@ CHECK_CASES = [
     ({}, {"bytes": png_header(10_000, 10_000)}, "the embedded image: image is 10000x10000, over the limit of"),
     ({"max_pixels": 10**9}, {"max_pixels": 10**9}, "max_pixels must be in 784..89478485, got 1000000000"),
     ({}, {"bytes": _jpeg((427, 640))}, "the image is 427x640 but extra_info.image_size is [640, 427]"),
+    ({"family": ""}, {}, "extra_info.family must be a non-empty text, got ''"),
+    ({"patch_size": 14.0}, {}, "extra_info.patch_size must be a positive integer, got 14.0"),
+    ({"merge_size": 0}, {}, "extra_info.merge_size must be a positive integer, got 0"),
+    (
+        {"family": "my_vlm"},
+        {},
+        "extra_info lacks patch_size and unknown model family 'my_vlm'; valid families: qwen2_5_vl, qwen3_vl, qwen3_5",
+    ),
+    # a Qwen3-VL row (32-pixel blocks) whose model_size is Qwen2.5-VL's
+    (
+        {"family": "qwen3_vl"},
+        {},
+        "model_size [252, 168] is not the smart resize [256, 160] of image_size [640, 427] with min_pixels=3136, "
+        "max_pixels=50176 in 32-pixel blocks",
+    ),
+    # the processor (the tiny Qwen2.5-VL's budget, 14-pixel patches) against a row made for 16-pixel patches
+    (
+        {"family": "qwen3_vl", "model_size": [256, 160]},
+        {},
+        "the row was made for qwen3_vl (16-pixel patches merged 2x2) but the model's processor cuts 14-pixel "
+        "patches merged 2x2; convert the data for the model's family",
+    ),
 ]
 
 
@@ -99,18 +121,40 @@ def test_check_row_refuses(extra, entry, message):
     image = {"bytes": _jpeg((640, 427)), "min_pixels": 3136, "max_pixels": 50176} | entry
     messages = [{"role": "user", "content": "<image>Find the interactions."}]
     with pytest.raises(ValueError) as error:
-        check_row(GOOD_EXTRA | extra, [image], (3136, 50176), messages)
+        check_row(GOOD_EXTRA | extra, [image], (3136, 50176), messages, (14, 2))
     assert str(error.value).startswith(message)
 
 
 def test_check_row_accepts_the_converters_row():
     image = {"bytes": _jpeg((640, 427)), "min_pixels": 3136, "max_pixels": 50176}
     messages = [{"role": "user", "content": "<image>Find the interactions."}]
-    meta = check_row(GOOD_EXTRA | {"prefilled_think": False}, [image], (3136, 50176), messages)
+    meta = check_row(GOOD_EXTRA | {"prefilled_think": False}, [image], (3136, 50176), messages, (14, 2))
     assert meta == RowMeta(**(GOOD_EXTRA | {"image_size": (640, 427), "model_size": (252, 168)}), prefilled_think=False)
-    assert meta.to_dict() == GOOD_EXTRA | {"prefilled_think": False}
+    # a row written before families existed is a Qwen2.5-VL row, and says so when written again
+    assert (meta.family, meta.patch_size, meta.merge_size, meta.block) == ("qwen2_5_vl", 14, 2, 28)
+    geometry = {"family": "qwen2_5_vl", "patch_size": 14, "merge_size": 2}
+    assert meta.to_dict() == GOOD_EXTRA | geometry | {"prefilled_think": False}
     assert check_row(GOOD_EXTRA, [{"bytes": image["bytes"]}], None).model_size == (252, 168)  # budget from the row
     with pytest.raises(ValueError, match="a row has one image entry, got 2"):
         check_row(GOOD_EXTRA, [image, image], None)
     with pytest.raises(ValueError, match="extra_info must be an object, got '{}'"):
         check_row("{}", [image], None)
+
+
+def test_check_row_of_each_family():
+    """A 640x427 image at 3136..50176 pixels: 252x168 in 28-pixel blocks (9x6 tokens), 256x160 in 32 (8x5)."""
+    image = {"bytes": _jpeg((640, 427)), "min_pixels": 3136, "max_pixels": 50176}
+    qwen3 = GOOD_EXTRA | {"model_size": [256, 160], "family": "qwen3_vl"}
+    assert check_row(qwen3, [image], (3136, 50176), None, (16, 2)).block == 32
+    # a family another project registered need not be known here when the row names its geometry
+    other = qwen3 | {"family": "my_vlm", "patch_size": 16, "merge_size": 2}
+    assert check_row(other, [image], None, None, (16, 2)).family == "my_vlm"
+    # the processor keeps the row's 256x160 image only with a budget that holds it
+    with pytest.raises(ValueError, match="would resize the 256x160 image"):
+        check_row(qwen3, [image], (65536, 1310720), None, (16, 2))
+
+
+def test_processor_geometry_of_tiny_model(processor):
+    assert processor_geometry(processor) == (14, 2)
+    assert processor_geometry(None) is None
+    assert processor_geometry({"image_processor": {"patch_size": 16, "merge_size": 2}}) == (16, 2)

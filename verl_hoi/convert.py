@@ -40,7 +40,8 @@ import numpy as np
 
 from verl_hoi.answer import HOIPair, merge_pairs, render_answer
 from verl_hoi.cli import atomic_path
-from verl_hoi.frames import DEFAULT_FRAME, DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, check_frame, frame_extent, model_size
+from verl_hoi.families import DEFAULT_FAMILY, get_family
+from verl_hoi.frames import check_frame, frame_extent, model_size
 from verl_hoi.frames import to_frame as _to_frame
 from verl_hoi.hicodet import SPLITS, ImageAnnotation
 from verl_hoi.images import BadImageError, decoded_size, read_image_file
@@ -75,32 +76,49 @@ ROWS_PER_GROUP = {"embed": 64, "path": 1024}
 
 @dataclass(frozen=True)
 class ConvertOptions:
-    """How rows are built; validated on creation.
+    """How rows are built; validated on creation. What is left ``None`` is the family's.
 
     Attributes:
         split: ``"train"`` or ``"test"``, written to ``extra_info["split"]``.
+        family: the model family the rows are for (``verl_hoi.families``).
         frame: coordinate frame of the ground truth and the prompt (``verl_hoi.frames.available_frames``).
         min_pixels, max_pixels: the pixel budget of the processor; they fix ``model_size``
             (``verl_hoi.rows.check_row_budget``).
+        patch_size, merge_size: the processor's image geometry (a real processor's configuration may
+            differ from its family's).
         prompt: name of a registered prompt template (``verl_hoi.prompts``).
         image_mode: ``"embed"`` or ``"path"`` (see :data:`IMAGE_MODES`).
     """
 
     split: str = "test"
-    frame: str = DEFAULT_FRAME
-    min_pixels: int = DEFAULT_MIN_PIXELS
-    max_pixels: int = DEFAULT_MAX_PIXELS
+    family: str = DEFAULT_FAMILY
+    frame: str | None = None
+    min_pixels: int | None = None
+    max_pixels: int | None = None
+    patch_size: int | None = None
+    merge_size: int | None = None
     prompt: str = DEFAULT_PROMPT
     image_mode: str = IMAGE_MODES[0]
 
     def __post_init__(self) -> None:
         if self.split not in SPLITS:
             raise ValueError(f"unknown split {self.split!r}; valid splits: {', '.join(SPLITS)}")
+        family = get_family(self.family)
+        for name in ("frame", "min_pixels", "max_pixels", "patch_size", "merge_size"):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, getattr(family, name))
         check_frame(self.frame)
         if self.image_mode not in IMAGE_MODES:
             raise ValueError(f"unknown image mode {self.image_mode!r}; valid modes: {', '.join(IMAGE_MODES)}")
-        check_row_budget(self.min_pixels, self.max_pixels)
+        if self.patch_size <= 0 or self.merge_size <= 0:
+            raise ValueError(f"patch_size and merge_size must be positive, got {self.patch_size}, {self.merge_size}")
+        check_row_budget(self.min_pixels, self.max_pixels, self.block)
         get_prompt(self.prompt)  # raises ValueError listing the registered names
+
+    @property
+    def block(self) -> int:
+        """Side in pixels of one image token."""
+        return self.patch_size * self.merge_size
 
 
 def ground_truth_pairs(annotation: ImageAnnotation, frame: str, size: tuple[int, int]) -> list[HOIPair]:
@@ -161,7 +179,7 @@ def build_row(annotation: ImageAnnotation, index: int, image: bytes | str, optio
         options: frame, pixel budget, prompt and split.
     """
     image_size = (annotation.width, annotation.height)
-    size = model_size(image_size, options.min_pixels, options.max_pixels)
+    size = model_size(image_size, options.min_pixels, options.max_pixels, options.block)
     extent = frame_extent(options.frame, image_size, size)
     answer = render_answer(ground_truth_pairs(annotation, options.frame, size))
     return {
@@ -179,6 +197,9 @@ def build_row(annotation: ImageAnnotation, index: int, image: bytes | str, optio
             frame=options.frame,
             min_pixels=options.min_pixels,
             max_pixels=options.max_pixels,
+            family=options.family,
+            patch_size=options.patch_size,
+            merge_size=options.merge_size,
             split=options.split,
             index=index,
             prompt=options.prompt,

@@ -2,17 +2,19 @@
 
 Boxes are ``[x1, y1, x2, y2]`` arrays of shape ``(..., 4)`` (usually ``(N, 4)``). Sizes are
 ``(w, h)`` tuples: ``image_size`` of the original image, ``model_size`` of the image the model sees
-after Qwen2.5-VL's smart resize (see :func:`model_size`). Every built-in frame scales each axis on
-its own, ``x_frame = x * W_frame / W_image``:
+after the Qwen-VL processors' smart resize (see :func:`model_size`). Every built-in frame scales each
+axis on its own, ``x_frame = x * W_frame / W_image``:
 
-- ``resized`` (the default): absolute pixels of the resized image, as Qwen2.5-VL grounds natively;
+- ``resized``: absolute pixels of the resized image, as Qwen2.5-VL grounds natively;
 - ``original``: pixels of the original image, as HICO-DET stores them and evaluation needs;
-- ``norm1000``: 0..1000 relative to the image, as Qwen2-VL and Qwen3-VL ground.
+- ``norm1000``: 0..1000 relative to the image, as Qwen2-VL, Qwen3-VL and Qwen3.5 ground.
+
+Which frame a model family answers in by default is in :mod:`verl_hoi.families`.
 
 Conversions return float64 and never round: rounding for the model's text is the caller's choice.
 Another project adds a frame with :func:`register_frame`.
 
->>> size = model_size((640, 427))
+>>> size = model_size((640, 427), 3136, 1003520, 28)
 >>> size
 (644, 420)
 >>> to_frame([[160, 0, 320, 427]], "resized", (640, 427), size).tolist()
@@ -30,10 +32,6 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 __all__ = [
-    "DEFAULT_FRAME",
-    "DEFAULT_MAX_PIXELS",
-    "DEFAULT_MIN_PIXELS",
-    "IMAGE_FACTOR",
     "Size",
     "available_frames",
     "check_frame",
@@ -51,13 +49,6 @@ BoxFn = Callable[[np.ndarray, Size, Size], np.ndarray]
 """``fn(boxes (..., 4) float64, image_size, model_size) -> boxes (..., 4) float64``."""
 ExtentFn = Callable[[Size, Size], Size]
 """``fn(image_size, model_size) -> (w, h)`` extent of a frame."""
-
-DEFAULT_MIN_PIXELS = 56 * 56
-"""Qwen2.5-VL processor default: at least 4 patches of 28×28."""
-DEFAULT_MAX_PIXELS = 28 * 28 * 1280
-"""Qwen2.5-VL processor default: at most 1280 visual tokens."""
-IMAGE_FACTOR = 28
-"""Sides of the resized image are multiples of this (patch size 14 × spatial merge 2)."""
 
 
 @dataclass(frozen=True)
@@ -89,7 +80,7 @@ def register_frame(name: str, to_fn: BoxFn, from_fn: BoxFn, *, extent_fn: Extent
 
 
 def available_frames() -> tuple[str, ...]:
-    """Names of the registered frames, in registration order (built-ins first; the first is the default).
+    """Names of the registered frames, in registration order (built-ins first).
 
     >>> available_frames()[:3]
     ('resized', 'original', 'norm1000')
@@ -122,29 +113,35 @@ def _check_size(name: str, size: Size) -> tuple[int, int]:
     return w, h
 
 
-def model_size(image_size: Size, min_pixels: int = DEFAULT_MIN_PIXELS, max_pixels: int = DEFAULT_MAX_PIXELS) -> Size:
-    """``(w, h)`` of the image the model sees: qwen-vl-utils' ``smart_resize`` with factor 28.
+def model_size(image_size: Size, min_pixels: int, max_pixels: int, block: int) -> Size:
+    """``(w, h)`` of the image the model sees: qwen-vl-utils' ``smart_resize`` to multiples of ``block``.
 
-    Both sides become multiples of 28, the area is brought within ``[min_pixels, max_pixels]`` and
-    the aspect ratio is kept as closely as possible (the Qwen2.5-VL processor does the same).
+    Both sides become multiples of ``block`` (patch size × spatial merge: 28 for Qwen2.5-VL, 32 for
+    Qwen3-VL and Qwen3.5), the area is brought within ``[min_pixels, max_pixels]`` and the aspect ratio
+    is kept as closely as possible (the Qwen-VL image processors do the same).
 
     Args:
         image_size: ``(w, h)`` of the original image.
         min_pixels, max_pixels: the processor's pixel budget.
+        block: side in pixels of one image token.
 
     Raises:
-        ValueError: non-positive sizes, ``min_pixels > max_pixels``, an aspect ratio over 200, or
-            an image so elongated that a side would shrink to 0 within ``max_pixels``.
+        ValueError: non-positive sizes or block, ``min_pixels > max_pixels``, an aspect ratio over 200,
+            or an image so elongated that a side would shrink to 0 within ``max_pixels``.
 
-    >>> model_size((640, 427)), model_size((640, 427), 4 * 28 * 28, 64 * 28 * 28)
+    >>> model_size((640, 427), 3136, 1003520, 28), model_size((640, 427), 4 * 28 * 28, 64 * 28 * 28, 28)
     ((644, 420), (252, 168))
+    >>> model_size((640, 427), 65536, 1310720, 32)
+    (640, 416)
     """
     # Imported here: qwen_vl_utils pulls in torch and torchvision, which the conversions never need.
     from qwen_vl_utils import smart_resize
 
     w, h = _check_size("image_size", image_size)
     check_pixel_budget(min_pixels, max_pixels)
-    resized_h, resized_w = smart_resize(h, w, IMAGE_FACTOR, min_pixels=min_pixels, max_pixels=max_pixels)
+    if block <= 0:
+        raise ValueError(f"block must be a positive number of pixels, got {block}")
+    resized_h, resized_w = smart_resize(h, w, block, min_pixels=min_pixels, max_pixels=max_pixels)
     if resized_h == 0 or resized_w == 0:
         # smart_resize floors the short side of a very elongated image to 0 when it must shrink it.
         raise ValueError(f"image of size {w}x{h} is too elongated to fit max_pixels={max_pixels}")
@@ -221,5 +218,3 @@ def _register_scaling(name: str, extent_fn: ExtentFn) -> None:
 _register_scaling("resized", lambda image_size, model_size: model_size)
 _register_scaling("original", lambda image_size, model_size: image_size)
 _register_scaling("norm1000", lambda image_size, model_size: (1000, 1000))
-
-DEFAULT_FRAME = available_frames()[0]  # "resized": Qwen2.5-VL's native grounding

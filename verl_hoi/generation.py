@@ -20,10 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from verl_hoi.cli import UsageError
-from verl_hoi.frames import IMAGE_FACTOR
 from verl_hoi.jsonl import iter_jsonl, repair_torn_tail
 from verl_hoi.prompts import IMAGE_PLACEHOLDER, prefilled_think
-from verl_hoi.rows import RowMeta, check_row, processor_pixels, row_image_entry, row_location
+from verl_hoi.rows import RowMeta, check_row, processor_geometry, processor_pixels, row_image_entry, row_location
 
 __all__ = [
     "BACKENDS",
@@ -58,18 +57,19 @@ class Generation:
     token_offsets: list[int] | None = None
 
 
-def load_image(entry: dict[str, Any]) -> Any:
+def load_image(entry: dict[str, Any], patch_size: int) -> Any:
     """The row's image entry as the model sees it: a PIL image resized to ``model_size`` by qwen-vl-utils.
 
     ``entry`` holds ``bytes`` (embedded JPEG) or ``image`` (a path) and ``min_pixels`` / ``max_pixels``
-    (``verl_hoi.rows.row_image_entry`` fills them in from the row).
+    (``verl_hoi.rows.row_image_entry`` fills them in from the row); ``patch_size`` is the row's, which
+    verl's ``data.image_patch_size`` is too.
     """
     from PIL import Image
     from qwen_vl_utils import fetch_image
 
     source = Image.open(BytesIO(entry["bytes"])) if entry.get("bytes") is not None else entry["image"]
     budget = {k: entry[k] for k in ("min_pixels", "max_pixels") if entry.get(k) is not None}
-    return fetch_image({"image": source, **budget})
+    return fetch_image({"image": source, **budget}, image_patch_size=patch_size)
 
 
 def chat_messages(row: dict[str, Any], images: Sequence[Any]) -> list[dict[str, Any]]:
@@ -93,8 +93,8 @@ def chat_messages(row: dict[str, Any], images: Sequence[Any]) -> list[dict[str, 
 
 def prepare(row: dict[str, Any], processor: Any) -> tuple[str, Any]:
     """``(prompt text, resized image)`` of a parquet row: what the model is given for it."""
-    extra = row["extra_info"]
-    image = load_image(row_image_entry(row["images"][0], extra["min_pixels"], extra["max_pixels"]))
+    meta = RowMeta.from_dict(row["extra_info"])
+    image = load_image(row_image_entry(row["images"][0], meta.min_pixels, meta.max_pixels), meta.patch_size)
     text = processor.apply_chat_template(chat_messages(row, [image]), add_generation_prompt=True, tokenize=False)
     return text, image
 
@@ -140,9 +140,9 @@ def greedy_generation_config(checkpoint: Any, max_new_tokens: int, logprobs: boo
 
 
 def vllm_engine_args(model: str) -> dict[str, Any]:
-    """``vllm.LLM`` arguments: one image per prompt, and vLLM's neutral sampling defaults instead of the
+    """``vllm.LLM`` arguments: one image and no video per prompt, and vLLM's neutral sampling defaults instead of the
     checkpoint's ``generation_config.json`` (``generation_config="vllm"`` still reads its special tokens)."""
-    return {"model": model, "limit_mm_per_prompt": {"image": 1}, "generation_config": "vllm"}
+    return {"model": model, "limit_mm_per_prompt": {"image": 1, "video": 0}, "generation_config": "vllm"}
 
 
 def vllm_sampling_args(max_new_tokens: int, logprobs: bool) -> dict[str, Any]:
@@ -162,25 +162,21 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
-def _load_processor(model: str) -> tuple[Any, tuple[int, int]]:
-    """The checkpoint's processor and its ``(min_pixels, max_pixels)``."""
+def _load_processor(model: str) -> tuple[Any, tuple[int, int], tuple[int, int]]:
+    """The checkpoint's processor, its ``(min_pixels, max_pixels)`` and its ``(patch_size, merge_size)``."""
     from transformers import AutoProcessor
 
     try:
         processor = AutoProcessor.from_pretrained(model)
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise UsageError(f"--model {model}: cannot load its processor ({_first_line(error)})") from None
-    pixels = processor_pixels(processor)
-    if pixels is None:
-        raise UsageError(f"--model {model}: no image processor with a pixel budget (preprocessor_config.json)")
-    image_processor = processor.image_processor
-    factor = getattr(image_processor, "patch_size", 0) * getattr(image_processor, "merge_size", 0)
-    if factor != IMAGE_FACTOR:
+    pixels, geometry = processor_pixels(processor), processor_geometry(processor)
+    if pixels is None or geometry is None:
         raise UsageError(
-            f"--model {model}: its image processor makes {factor}-pixel blocks; HICO-DET rows are sized for "
-            f"Qwen2.5-VL's {IMAGE_FACTOR}"
+            f"--model {model}: no image processor with a pixel budget and patch and merge sizes "
+            "(preprocessor_config.json)"
         )
-    return processor, pixels
+    return processor, pixels, geometry
 
 
 def _check_prepared(images: Sequence[Any], sizes: Sequence[tuple[int, int]]) -> None:
@@ -310,14 +306,16 @@ def _read_rows(data: str | Path, limit: int | None) -> list[dict[str, Any]]:
     return table.select(list(_COLUMNS)).to_pylist()
 
 
-def _check_rows(rows: list[dict[str, Any]], data: str | Path, pixels: tuple[int, int]) -> list[RowMeta]:
+def _check_rows(
+    rows: list[dict[str, Any]], data: str | Path, pixels: tuple[int, int], geometry: tuple[int, int]
+) -> list[RowMeta]:
     """The metadata of every row, each passing ``check_row`` and naming an image no other row names."""
     metas: list[RowMeta] = []
     seen: dict[str, int] = {}
     for index, row in enumerate(rows):
         extra = row["extra_info"]
         try:
-            meta = check_row(extra, row["images"], pixels, row["prompt"])
+            meta = check_row(extra, row["images"], pixels, row["prompt"], geometry)
         except ValueError as error:
             raise ValueError(f"{row_location(str(data), index, extra)}: {error}") from None
         if meta.file_name in seen:
@@ -368,8 +366,8 @@ def predict(
     out = Path(out)
     rows = _read_rows(data, limit)
     done = _done_file_names(out)
-    processor, pixels = _load_processor(model)
-    metas = _check_rows(rows, data, pixels)
+    processor, pixels, geometry = _load_processor(model)
+    metas = _check_rows(rows, data, pixels, geometry)
     todo = [(row, meta) for row, meta in zip(rows, metas, strict=True) if meta.file_name not in done]
     logger.info("%d rows, %d already predicted, %d to go", len(rows), len(rows) - len(todo), len(todo))
     if not todo:

@@ -9,7 +9,10 @@ A line is one of
 - ``{"file_name", "detections": [{"human", "object", "hoi", "score"}, ...]}``: boxes in the
   annotation's own frame;
 - ``{"file_name", "response", "frame", "image_size", "model_size", ...}`` (``verl_hoi.predict``):
-  parsed and mapped back to the original frame by :func:`verl_hoi.scored_triplets.response_detections`;
+  parsed and mapped back to the original frame by :func:`verl_hoi.scored_triplets.response_detections`,
+  each line by its own frame and sizes (so lines of different model families mix); without
+  ``model_size``, it is computed from ``min_pixels`` / ``max_pixels`` and the line's ``patch_size`` /
+  ``merge_size`` (or its ``family``'s, Qwen2.5-VL when it names none);
 - a line of verl's validation dump (``input``, ``output``, ``gts``, ...): it names no image, so each
   is matched to a row of the parquet the run validated on, by ``index`` when the dump has it, else by
   the ground-truth answer, ties broken by the prompt text in ``input``, then by row order; only the
@@ -46,6 +49,7 @@ from verl_hoi.hicodet import ImageAnnotation, known_objects_from_anno_mat, load_
 from verl_hoi.hoieval import KNOWN_FROM_BOXES, SETTINGS, SUBSETS, Detections, GroundTruth, HOIEval
 from verl_hoi.jsonl import iter_jsonl
 from verl_hoi.prompts import IMAGE_PLACEHOLDER, prefilled_think
+from verl_hoi.rows import row_geometry
 from verl_hoi.scored_triplets import (
     AUTO_POLICY,
     MAX_PER_IMAGE,
@@ -191,7 +195,8 @@ def _response_line(line: dict, image_size: tuple[int, int] | None, where: str, p
         if any(type(v) is not int or v < 1 for v in budget):
             raise ValueError(f"{where}: 'min_pixels' and 'max_pixels' must be integers >= 1; got {list(budget)!r:.60}")
         try:
-            size = compute_model_size(image_size, *budget)
+            _, patch, merge = row_geometry(line, "the line")
+            size = compute_model_size(image_size, *budget, patch * merge)
         except ValueError as error:
             raise ValueError(f"{where}: {error}") from None
     elif frame == "resized":

@@ -24,6 +24,12 @@ a subclass that overrides :meth:`PromptTemplate.render` (or one of its parts)::
 
     register_prompt(MyPrompt("my_prompt"))
 
+A prompt written by someone else (say, the one a released checkpoint was trained with) is a text file
+read by :func:`load_prompt_file`: its text is the user text after the image, with ``{width}`` and
+``{height}`` replaced by the frame's extent (the image's size in pixels for the ``original`` frame,
+1000 for ``norm1000``) and ``{coordinates}`` by the sentence that states the frame; any other brace is
+kept as written, so JSON examples need no escaping.
+
 Some chat templates open ``<think>`` themselves; :func:`prefilled_think` decides, for the reward
 manager and prediction alike, whether a response starts inside the think block.
 
@@ -36,7 +42,9 @@ manager and prediction alike, whether a response starts inside the think block.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from verl_hoi.vocab import NO_INTERACTION, OBJECTS, VERBS, valid_verbs
 
@@ -44,10 +52,13 @@ __all__ = [
     "DEFAULT_PROMPT",
     "IMAGE_PLACEHOLDER",
     "PLAIN_PROMPT",
+    "PROMPT_FILE_PREFIX",
     "PromptTemplate",
     "available_prompts",
     "build_messages",
+    "TextPrompt",
     "get_prompt",
+    "load_prompt_file",
     "prefilled_think",
     "register_prompt",
 ]
@@ -161,6 +172,37 @@ class PromptTemplate:
         return wording.format(width=width, height=height)
 
 
+_PLACEHOLDER = re.compile(r"\{(width|height|coordinates)\}")
+PROMPT_FILE_PREFIX = "file:"
+"""Registry names of prompt files: ``file:<file name>``."""
+
+
+@dataclass(frozen=True)
+class TextPrompt(PromptTemplate):
+    """A user prompt given as text with the placeholders ``{width}``, ``{height}`` and ``{coordinates}``.
+
+    >>> TextPrompt("x", text='Boxes in a {width}x{height} image, as {"human": [x1, y1, x2, y2]}').render(
+    ...     "original", (640, 427))
+    'Boxes in a 640x427 image, as {"human": [x1, y1, x2, y2]}'
+    """
+
+    text: str = ""
+
+    def render(self, frame: str, extent: tuple[int, int]) -> str:
+        """The text with its placeholders filled in for boxes in ``frame`` of extent ``(w, h)``.
+
+        Raises:
+            ValueError: ``{coordinates}`` for a frame without wording, or a non-positive extent.
+        """
+        width, height = extent
+        if not (width > 0 and height > 0):
+            raise ValueError(f"extent must be a positive (w, h), got {extent!r}")
+        values = {"width": str(width), "height": str(height)}
+        if "{coordinates}" in self.text:
+            values["coordinates"] = self.coordinates(frame, extent)
+        return _PLACEHOLDER.sub(lambda match: values[match.group(1)], self.text)
+
+
 _REGISTRY: dict[str, PromptTemplate] = {}
 
 
@@ -195,6 +237,33 @@ def available_prompts() -> list[str]:
     ['hoi_r1', 'hoi_r1_plain', 'hoi_r1_brief', 'hoi_r1_plain_brief']
     """
     return list(_REGISTRY)
+
+
+def load_prompt_file(path: str | Path) -> str:
+    """Register the prompt of a UTF-8 text file (see the module docstring) and return its name, ``file:<name>``.
+
+    It asks for thinking when its text mentions ``<think>``. Loading the same file again returns the same name.
+
+    Raises:
+        ValueError: the file cannot be read, is not UTF-8 text, is empty, holds ``<image>`` (the image
+            always comes first), or another text is registered under its name.
+    """
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8").strip()
+    except OSError as error:
+        raise ValueError(f"{path}: cannot read ({error.strerror or error})") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not UTF-8 text") from None
+    if not text:
+        raise ValueError(f"{path}: the prompt file is empty")
+    if IMAGE_PLACEHOLDER in text:
+        raise ValueError(f"{path}: remove {IMAGE_PLACEHOLDER}: the image always comes before the text")
+    template = TextPrompt(f"{PROMPT_FILE_PREFIX}{path.name}", thinking="<think>" in text, class_list=False, text=text)
+    if _REGISTRY.get(template.name) not in (None, template):
+        raise ValueError(f"{path}: another prompt file named {path.name} is already loaded")
+    _REGISTRY.setdefault(template.name, template)
+    return template.name
 
 
 def build_messages(name: str, frame: str, extent: tuple[int, int]) -> list[dict[str, str]]:

@@ -9,11 +9,15 @@ without decoding, with :func:`check_row_entry`, and decodes when it sends the im
 
 - ``extra_info`` is a :class:`RowMeta` (:meth:`RowMeta.from_dict`): ``file_name`` (text), ``image_size``
   and ``model_size`` (``[width, height]``, positive integers), ``frame`` (a registered frame),
-  ``min_pixels`` / ``max_pixels`` (positive integers, a budget the converter accepts), and, when
+  ``min_pixels`` / ``max_pixels`` (positive integers, a budget the converter accepts), ``family`` (text),
+  ``patch_size`` / ``merge_size`` (positive integers: the image geometry the row was sized for), and, when
   present, ``split`` / ``prompt`` (text), ``index`` (an integer >= 0) and ``prefilled_think`` (true or
   false). Nothing is coerced: ``640.0``, ``"640"`` or ``true`` is not a size. ``model_size`` is the smart
-  resize of ``image_size`` with the row's budget;
-- the processor's own pixel budget (:func:`processor_pixels`) leaves an image of ``model_size`` unchanged;
+  resize of ``image_size`` with the row's budget to multiples of ``patch_size * merge_size``. Rows written
+  before families existed have no ``family``, ``patch_size`` or ``merge_size``: they are Qwen2.5-VL rows
+  (:data:`verl_hoi.families.DEFAULT_FAMILY`);
+- the processor cuts images as the row assumes (:func:`processor_geometry`: the same patch and merge
+  sizes) and its own pixel budget (:func:`processor_pixels`) leaves an image of ``model_size`` unchanged;
 - the prompt has one ``<image>`` placeholder for the row's one image entry, whose ``min_pixels`` /
   ``max_pixels`` (filled in from the row when absent: verl passes the entry's keys to
   ``qwen_vl_utils.fetch_image``, which resizes the image to ``model_size``) are the row's;
@@ -31,36 +35,37 @@ from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
-from verl_hoi.frames import IMAGE_FACTOR, Size, available_frames, check_pixel_budget, model_size
+from verl_hoi.families import DEFAULT_FAMILY, get_family
+from verl_hoi.frames import Size, available_frames, check_pixel_budget, model_size
 from verl_hoi.images import MAX_IMAGE_PIXELS, decoded_size, read_image_file
 from verl_hoi.prompts import IMAGE_PLACEHOLDER
 
 __all__ = [
-    "MIN_MAX_PIXELS",
     "RowMeta",
     "check_image_size",
+    "check_processor_geometry",
     "check_processor_keeps",
     "check_row",
     "check_row_budget",
     "check_row_entry",
     "image_name",
+    "processor_geometry",
     "processor_pixels",
     "row_image_bytes",
     "row_image_entry",
+    "row_geometry",
     "row_location",
     "row_name",
 ]
 
-MIN_MAX_PIXELS = IMAGE_FACTOR * IMAGE_FACTOR
-"""Smallest ``max_pixels``: one 28 x 28 patch, the least that the processor resizes an image to."""
 
-
-def check_row_budget(min_pixels: int, max_pixels: int) -> None:
+def check_row_budget(min_pixels: int, max_pixels: int, block: int) -> None:
     """Raise ``ValueError`` unless ``0 < min_pixels <= max_pixels`` and ``max_pixels`` is in
-    :data:`MIN_MAX_PIXELS` .. :data:`verl_hoi.images.MAX_IMAGE_PIXELS`: a budget rows are made and read with."""
+    ``block ** 2`` (one image token, the least the processor resizes an image to) ..
+    :data:`verl_hoi.images.MAX_IMAGE_PIXELS`: a budget rows are made and read with."""
     check_pixel_budget(min_pixels, max_pixels)
-    if not MIN_MAX_PIXELS <= max_pixels <= MAX_IMAGE_PIXELS:
-        raise ValueError(f"max_pixels must be in {MIN_MAX_PIXELS}..{MAX_IMAGE_PIXELS}, got {max_pixels}")
+    if not block * block <= max_pixels <= MAX_IMAGE_PIXELS:
+        raise ValueError(f"max_pixels must be in {block * block}..{MAX_IMAGE_PIXELS}, got {max_pixels}")
 
 
 def _short(value: Any, limit: int = 60) -> str:
@@ -96,6 +101,9 @@ class RowMeta:
         model_size: ``(w, h)`` the model sees, ``verl_hoi.frames.model_size(image_size, min_pixels, max_pixels)``.
         frame: the coordinate frame (``verl_hoi.frames``) of the ground truth and of the prompt.
         min_pixels, max_pixels: the processor's pixel budget the row was made for.
+        family: the model family (:mod:`verl_hoi.families`) the row was made for.
+        patch_size, merge_size: the image geometry the row was sized for (``model_size`` is a multiple of
+            their product); the family's unless a processor's configuration said otherwise.
         split: ``"train"`` or ``"test"``.
         index: the image's 0-based position in the annotation file.
         prompt: the name of the prompt template (``verl_hoi.prompts``).
@@ -109,10 +117,18 @@ class RowMeta:
     frame: str
     min_pixels: int
     max_pixels: int
+    family: str = DEFAULT_FAMILY
+    patch_size: int = get_family(DEFAULT_FAMILY).patch_size
+    merge_size: int = get_family(DEFAULT_FAMILY).merge_size
     split: str | None = None
     index: int | None = None
     prompt: str | None = None
     prefilled_think: bool | None = field(default=None, metadata={"written": False})
+
+    @property
+    def block(self) -> int:
+        """Side in pixels of one image token: ``model_size`` is a multiple of it."""
+        return self.patch_size * self.merge_size
 
     def to_dict(self) -> dict[str, Any]:
         """The ``extra_info`` the converter writes (sizes as ``[w, h]`` lists; ``prefilled_think`` only when set)."""
@@ -159,12 +175,14 @@ class RowMeta:
         prefilled = extra.get("prefilled_think")
         if prefilled is not None and type(prefilled) is not bool:
             raise ValueError(f"extra_info.prefilled_think must be true or false, got {_short(prefilled)}")
-        check_row_budget(min_pixels, max_pixels)
-        expected = model_size(image_size, min_pixels, max_pixels)
+        family, patch_size, merge_size = row_geometry(extra)
+        block = patch_size * merge_size
+        check_row_budget(min_pixels, max_pixels, block)
+        expected = model_size(image_size, min_pixels, max_pixels, block)
         if size != expected:
             raise ValueError(
                 f"model_size {list(size)} is not the smart resize {list(expected)} of image_size {list(image_size)} "
-                f"with min_pixels={min_pixels}, max_pixels={max_pixels}"
+                f"with min_pixels={min_pixels}, max_pixels={max_pixels} in {block}-pixel blocks"
             )
         return cls(
             file_name=extra["file_name"],
@@ -173,11 +191,47 @@ class RowMeta:
             frame=extra["frame"],
             min_pixels=min_pixels,
             max_pixels=max_pixels,
+            family=family,
+            patch_size=patch_size,
+            merge_size=merge_size,
             split=extra.get("split"),
             index=None if index is None else int(index),
             prompt=extra.get("prompt"),
             prefilled_think=prefilled,
         )
+
+
+def row_geometry(extra: Mapping[str, Any], name: str = "extra_info") -> tuple[str, int, int]:
+    """``(family, patch_size, merge_size)`` of a row's ``extra`` (or a prediction line, called ``name``).
+
+    What is absent is the family's, and a row without a family is a Qwen2.5-VL row (rows written before
+    families existed).
+
+    >>> row_geometry({}), row_geometry({"family": "qwen3_vl"}), row_geometry({"patch_size": 16})
+    (('qwen2_5_vl', 14, 2), ('qwen3_vl', 16, 2), ('qwen2_5_vl', 16, 2))
+
+    Raises:
+        ValueError: a family that is not text, sizes that are not positive integers, or a size absent for
+            an unknown family.
+    """
+    family = extra.get("family")
+    if family is None:
+        family = DEFAULT_FAMILY
+    elif not isinstance(family, str) or not family.strip():
+        raise ValueError(f"{name}.family must be a non-empty text, got {_short(family)}")
+    sizes = []
+    for key in ("patch_size", "merge_size"):
+        value = extra.get(key)
+        if value is not None:
+            if not _is_int(value) or value <= 0:
+                raise ValueError(f"{name}.{key} must be a positive integer, got {_short(value)}")
+            sizes.append(int(value))
+            continue
+        try:
+            sizes.append(getattr(get_family(family), key))
+        except ValueError as error:
+            raise ValueError(f"{name} lacks {key} and {error}") from None
+    return family, sizes[0], sizes[1]
 
 
 def _written_fields() -> list[Any]:
@@ -229,13 +283,43 @@ def processor_pixels(processor: Any, mm_processor_kwargs: Mapping[str, Any] | No
     return found[0], found[1]
 
 
-def check_processor_keeps(size: Size, pixels: tuple[int, int]) -> None:
-    """The processor's ``(min_pixels, max_pixels)`` leave an image of ``size`` (multiples of 28) as it is.
+def processor_geometry(processor: Any) -> tuple[int, int] | None:
+    """``(patch_size, merge_size)`` of the processor's image processor, or ``None`` when it has none."""
+    image_processor = _lookup(processor, "image_processor")
+    sizes = [_lookup(image_processor, name) for name in ("patch_size", "merge_size")]
+    if image_processor is None or any(not _is_int(size) for size in sizes):
+        return None
+    return int(sizes[0]), int(sizes[1])
 
-    This is the Qwen2-VL image processor's own ``smart_resize`` test, so its patch grid is ``size / 14``.
 
-    >>> check_processor_keeps((252, 168), (3136, 50176))
-    >>> check_processor_keeps((644, 420), (3136, 50176))  # doctest: +ELLIPSIS
+def check_processor_geometry(geometry: tuple[int, int], meta: RowMeta) -> None:
+    """The processor's ``(patch_size, merge_size)`` are those the row was sized for.
+
+    >>> check_processor_geometry((14, 2), RowMeta("a.jpg", (640, 427), (644, 420), "resized", 3136, 1003520))
+    >>> check_processor_geometry((16, 2), RowMeta("a.jpg", (640, 427), (644, 420), "resized", 3136, 1003520))
+    ... # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ValueError: the row was made for qwen2_5_vl (14-pixel patches merged 2x2) but the model's processor cuts 16-...
+
+    Raises:
+        ValueError: they differ, so the image would be cut into other tokens than the row's boxes assume.
+    """
+    patch, merge = geometry
+    if (patch, merge) != (meta.patch_size, meta.merge_size):
+        raise ValueError(
+            f"the row was made for {meta.family} ({meta.patch_size}-pixel patches merged {meta.merge_size}x"
+            f"{meta.merge_size}) but the model's processor cuts {patch}-pixel patches merged {merge}x{merge}; "
+            "convert the data for the model's family (data_prep/hicodet_to_parquet.py --family or --processor)"
+        )
+
+
+def check_processor_keeps(size: Size, pixels: tuple[int, int], block: int) -> None:
+    """The processor's ``(min_pixels, max_pixels)`` leave an image of ``size`` (multiples of ``block``) as it is.
+
+    This is the Qwen-VL image processors' own ``smart_resize`` test, so the patch grid is the row's.
+
+    >>> check_processor_keeps((252, 168), (3136, 50176), 28)
+    >>> check_processor_keeps((644, 420), (3136, 50176), 28)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ValueError: the processor (min_pixels=3136, max_pixels=50176) would resize the 644x420 image ...
 
@@ -244,7 +328,7 @@ def check_processor_keeps(size: Size, pixels: tuple[int, int]) -> None:
     """
     min_pixels, max_pixels = pixels
     width, height = size
-    if not min_pixels <= width * height <= max_pixels or model_size(size, min_pixels, max_pixels) != tuple(size):
+    if not min_pixels <= width * height <= max_pixels or model_size(size, min_pixels, max_pixels, block) != tuple(size):
         raise ValueError(
             f"the processor (min_pixels={min_pixels}, max_pixels={max_pixels}) would resize the {width}x{height} "
             "image the row was built for; convert the data with the processor's pixel budget or give the "
@@ -343,7 +427,11 @@ def check_image_size(size: Size, meta: RowMeta) -> None:
 
 
 def check_row(
-    extra: Any, images: Any, pixels: tuple[int, int] | None, messages: Sequence[Any] | None = None
+    extra: Any,
+    images: Any,
+    pixels: tuple[int, int] | None,
+    messages: Sequence[Any] | None = None,
+    geometry: tuple[int, int] | None = None,
 ) -> RowMeta:
     """Check what the model will see of one converted row (see the module docstring); returns its metadata.
 
@@ -352,13 +440,16 @@ def check_row(
         images: the row's ``images`` list (one entry).
         pixels: the processor's ``(min_pixels, max_pixels)`` (:func:`processor_pixels`), ``None`` to skip.
         messages: the row's prompt messages, ``None`` when the prompt is rebuilt from a template.
+        geometry: the processor's ``(patch_size, merge_size)`` (:func:`processor_geometry`), ``None`` to skip.
 
     Raises:
         ValueError: what is wrong (without the row's location, which the caller adds).
     """
     meta = RowMeta.from_dict(extra)
+    if geometry is not None:
+        check_processor_geometry(geometry, meta)
     if pixels is not None:
-        check_processor_keeps(meta.model_size, pixels)
+        check_processor_keeps(meta.model_size, pixels, meta.block)
     entry = check_row_entry(meta, images, messages, prompt=messages is not None)
     check_image_size(decoded_size(row_image_bytes(entry), image_name(entry), draft=True), meta)
     return meta

@@ -21,9 +21,11 @@ command line or set them in a recipe yaml):
   (after ``data.train_max_samples`` picks its rows).
 
 Every row is checked by :func:`verl_hoi.rows.check_row` when the files are read, before verl's length
-filter (which would drop a row that fails to build without saying why), with the processor's own pixel
-budget (``data.mm_processor_kwargs.size`` first, then the image processor's config). Checking reads every
-image once.
+filter (which would drop a row that fails to build without saying why), with the processor's patch and
+merge sizes and its own pixel budget (``data.mm_processor_kwargs.size`` first, then the image processor's
+config). Checking reads every image once. verl resizes images to multiples of ``data.image_patch_size``
+× 2 (its default: the processor's patch size), so that setting must be the rows' patch size: 14 for
+Qwen2.5-VL rows, 16 for Qwen3-VL and Qwen3.5 rows (``extra_info.patch_size``).
 """
 
 from __future__ import annotations
@@ -35,9 +37,16 @@ from typing import Any
 from verl.utils.dataset.multiturn_sft_dataset import MultiTurnSFTDataset
 from verl.utils.dataset.rl_dataset import RLHFDataset
 
-from verl_hoi.frames import IMAGE_FACTOR, frame_extent
+from verl_hoi.frames import frame_extent
 from verl_hoi.prompts import build_messages, get_prompt
-from verl_hoi.rows import RowMeta, check_row, processor_pixels, row_image_entry, row_location
+from verl_hoi.rows import (
+    RowMeta,
+    check_row,
+    processor_geometry,
+    processor_pixels,
+    row_image_entry,
+    row_location,
+)
 
 __all__ = ["ON_BAD_ROW", "HOIDataset", "HOISFTDataset"]
 
@@ -55,12 +64,26 @@ def _on_bad_row(config: Any) -> str:
     return value
 
 
-def _check_patch_size(patch_size: int) -> None:
-    if patch_size * 2 != IMAGE_FACTOR:
+def _geometry(processor: Any, image_patch_size: int) -> tuple[int, int] | None:
+    """The processor's ``(patch_size, merge_size)``, which verl resizes with when ``data.image_patch_size`` is its
+    patch size and qwen-vl-utils' merge size is its merge size."""
+    from qwen_vl_utils.vision_process import SPATIAL_MERGE_SIZE
+
+    geometry = processor_geometry(processor)
+    if geometry is None:
+        return None
+    patch, merge = geometry
+    if image_patch_size != patch:
         raise ValueError(
-            f"data.image_patch_size={patch_size}: HICO-DET rows are sized for Qwen2.5-VL's "
-            f"{IMAGE_FACTOR // 2}-pixel patches"
+            f"data.image_patch_size={image_patch_size} but the model's processor cuts {patch}-pixel patches: "
+            f"set data.image_patch_size={patch} (or leave it unset)"
         )
+    if merge != SPATIAL_MERGE_SIZE:
+        raise ValueError(
+            f"the model's processor merges {merge}x{merge} patches; verl resizes images for {SPATIAL_MERGE_SIZE}x"
+            f"{SPATIAL_MERGE_SIZE} (qwen-vl-utils)"
+        )
+    return geometry
 
 
 def _good_rows(
@@ -70,6 +93,7 @@ def _good_rows(
     image_key: str,
     prompt_key: str | None,
     pixels: tuple[int, int] | None,
+    geometry: tuple[int, int] | None,
     on_bad_row: str,
 ) -> list[int]:
     """Indices of the rows that pass ``check_row``; the first bad one raises unless ``on_bad_row`` is skip."""
@@ -78,7 +102,7 @@ def _good_rows(
         extra = row.get("extra_info")
         messages = row.get(prompt_key) if prompt_key is not None else None
         try:
-            check_row(extra, row.get(image_key), pixels, messages)
+            check_row(extra, row.get(image_key), pixels, messages, geometry)
         except ValueError as error:
             problem = f"{row_location(source, index, extra)}: {error}"
             if on_bad_row == "error":
@@ -132,7 +156,7 @@ class HOIDataset(RLHFDataset):
     def maybe_filter_out_long_prompts(self, dataframe=None):
         # Runs right after the files are read (also on resume), before verl's length filter, which would drop
         # a row whose messages fail to build with only a printed traceback.
-        _check_patch_size(self.image_patch_size)
+        geometry = _geometry(self.processor, self.image_patch_size)
         if "extra_info" not in dataframe.column_names:
             raise ValueError(f"{_source(self.data_files)}: no extra_info column (not written by verl_hoi.convert?)")
         columns = [c for c in ("extra_info", self.image_key, self.prompt_key) if c in dataframe.column_names]
@@ -142,6 +166,7 @@ class HOIDataset(RLHFDataset):
             image_key=self.image_key,
             prompt_key=self.prompt_key if self.hoi_prompt is None else None,
             pixels=self.processor_pixels,
+            geometry=geometry,
             on_bad_row=self.on_bad_row,
         )
         if len(good) < len(dataframe):
@@ -180,7 +205,7 @@ class HOISFTDataset(MultiTurnSFTDataset):
         import pyarrow as pa
 
         super()._read_files_and_process()
-        _check_patch_size(self.image_patch_size)
+        geometry = _geometry(self.processor, self.image_patch_size)
         source = _source(self.parquet_files)
         if "extra_info" not in self.dataframe.columns:
             raise ValueError(f"{source}: no extra_info column (not written by verl_hoi.sft?)")
@@ -191,6 +216,7 @@ class HOISFTDataset(MultiTurnSFTDataset):
             image_key=self.image_key,
             prompt_key=self.messages_key,
             pixels=self.processor_pixels,
+            geometry=geometry,
             on_bad_row=self.on_bad_row,
         )
         if len(good) < len(self.messages):
