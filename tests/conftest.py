@@ -18,7 +18,7 @@ from hypothesis import is_hypothesis_test, settings
 
 from verl_hoi.convert import ConvertOptions, iter_rows, row_schema, write_parquet
 from verl_hoi.hicodet import load_annotations
-from verl_hoi.tiny_model import build_tiny_qwen2_5_vl
+from verl_hoi.tiny_model import build_tiny_model
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_DIR = REPO / "recipes" / "sample"
@@ -53,7 +53,7 @@ def sample_images() -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random Qwen2.5-VL checkpoint (min/max pixels = TINY_MIN_PIXELS / TINY_MAX_PIXELS)."""
-    return build_tiny_qwen2_5_vl(
+    return build_tiny_model(
         tmp_path_factory.mktemp("tiny_qwen2_5_vl"), min_pixels=TINY_MIN_PIXELS, max_pixels=TINY_MAX_PIXELS
     )
 
