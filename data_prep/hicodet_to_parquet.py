@@ -10,10 +10,11 @@ test keeps every image.
 Rows are made for one model family (--family, default qwen2_5_vl; families: verl_hoi/families.py): images
 are resized to multiples of its block (patch x merge: 28 pixels for qwen2_5_vl, 32 for qwen3_vl and qwen3_5)
 within its pixel budget, and boxes are written in its frame (resized for qwen2_5_vl, norm1000 for the
-others); --frame, --min-pixels and --max-pixels change them. --processor DIR reads the patch and merge sizes
-and the pixel budget from a model or processor folder instead (and the family from its config.json), for a
-checkpoint whose processor differs from its family's defaults. Each row records the family, patch and merge
-sizes it was made for, which training, prediction and evaluation read back.
+others); --frame, --min-pixels and --max-pixels change them. --processor DIR reads the patch and merge
+sizes and the pixel budget from the image processor of a model or processor folder instead (and the
+family from its config.json), for a checkpoint whose processor differs from its family's defaults. Each
+row records the family, patch and merge sizes it was made for, which training, prediction and evaluation
+read back.
 
 Before anything is written: the annotations must be valid (numbers of the right type and in range,
 never read from strings; each file name once: the rules are in verl_hoi/hicodet.py), every image
@@ -80,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--processor",
         type=Path,
         metavar="DIR",
-        help="model or processor folder: patch and merge sizes and pixel budget from its preprocessor_config.json",
+        help="model or processor folder: patch and merge sizes and pixel budget from its image processor's config",
     )
     parser.add_argument("--frame", choices=available_frames(), help="box coordinates (default: the family's)")
     parser.add_argument(
@@ -143,6 +144,10 @@ def _prompt_name(prompt: str | None, no_thinking: bool, prompt_file: Path | None
     return prompt
 
 
+PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
+"""Where a checkpoint folder keeps its image processor's configuration (transformers 5 writes the second)."""
+
+
 def _first_line(error: BaseException) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
@@ -155,8 +160,8 @@ def _processor_options(folder: Path, family: str | None) -> dict[str, object]:
     from transformers import AutoImageProcessor
 
     check_input_folder(folder, "--processor")
-    if not (folder / "preprocessor_config.json").is_file():
-        raise UsageError(f"--processor {folder}: no preprocessor_config.json (not a model or processor folder)")
+    if not any((folder / name).is_file() for name in PROCESSOR_FILES):
+        raise UsageError(f"--processor {folder}: no {' or '.join(PROCESSOR_FILES)} (not a model or processor folder)")
     try:
         image_processor = AutoImageProcessor.from_pretrained(folder)
     except (OSError, ValueError, KeyError, TypeError) as error:

@@ -271,7 +271,8 @@ CASES: list[Case] = [
     ("processor-missing", lambda w: w.argv("--processor", w.root / "ckpt"), "--processor {root}/ckpt: no such folder"),
     ("processor-without-config", lambda w: w.write("ckpt/config.json", '{"model_type": "qwen3_vl"}',
                                                    processor=w.root / "ckpt"),
-     "--processor {root}/ckpt: no preprocessor_config.json (not a model or processor folder)"),
+     "--processor {root}/ckpt: no preprocessor_config.json or processor_config.json (not a model or processor "
+     "folder)"),
     ("processor-config-not-json", lambda w: _processor(w, "{"),
      "--processor {root}/ckpt: cannot load its image processor (It looks like the config file at "
      "'{root}/ckpt/preprocessor_config.json' is not a valid JSON file.)"),

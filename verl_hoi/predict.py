@@ -7,7 +7,9 @@ Rows are those of ``data_prep/hicodet_to_parquet.py`` (``prompt`` messages, ``im
 ``bytes`` or ``image`` plus ``min_pixels`` / ``max_pixels``, ``extra_info`` frame metadata). Each row
 is prepared as verl's ``RLHFDataset`` and agent loop prepare it: ``<image>`` in the user text becomes
 an image item carrying the row's pixel budget, ``qwen_vl_utils`` resizes the image to the row's
-``model_size``, and the processor's chat template is applied with the generation prompt.
+``model_size`` in the row's patch size, and the processor's chat template is applied with the generation
+prompt. Any model family loads (``AutoProcessor``, ``AutoModelForImageTextToText``); the checkpoint's
+processor must cut the patch and merge sizes the rows were made for.
 
 Before the model is loaded, every row (counted from 0) is checked as verl_hoi's training datasets check
 it (``verl_hoi.rows.check_row``: metadata types, nothing coerced; ``model_size`` is the
@@ -21,7 +23,8 @@ Decoding is that of verl's validation: greedy, repetition penalty 1.0, whatever 
 both backends and a validation dump give the same answers for the same checkpoint.
 
 Each output line is ``{"file_name", "response", "frame", "image_size", "model_size", "min_pixels",
-"max_pixels", "split", "index", "prompt", "prefilled_think", "model", "backend"}``
+"max_pixels", "family", "patch_size", "merge_size", "split", "index", "prompt", "prefilled_think", "model",
+"backend"}``
 (``prefilled_think``: the row's, else whether the chat template opened ``<think>``); with ``--logprobs`` also
 ``token_logprobs`` (log-probability of each generated token) and ``token_offsets`` (character offset
 in ``response`` where each token's text starts), which the ``logprob`` score policy of

@@ -24,8 +24,8 @@ Every row is checked by :func:`verl_hoi.rows.check_row` when the files are read,
 filter (which would drop a row that fails to build without saying why), with the processor's patch and
 merge sizes and its own pixel budget (``data.mm_processor_kwargs.size`` first, then the image processor's
 config). Checking reads every image once. verl resizes images to multiples of ``data.image_patch_size``
-× 2 (its default: the processor's patch size), so that setting must be the rows' patch size: 14 for
-Qwen2.5-VL rows, 16 for Qwen3-VL and Qwen3.5 rows (``extra_info.patch_size``).
+× 2 (14 in verl's data config), so that setting must be the processor's and the rows' patch size: 14 for
+Qwen2.5-VL, 16 for Qwen3-VL and Qwen3.5 (``extra_info.patch_size``).
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def _geometry(processor: Any, image_patch_size: int) -> tuple[int, int] | None:
     if image_patch_size != patch:
         raise ValueError(
             f"data.image_patch_size={image_patch_size} but the model's processor cuts {patch}-pixel patches: "
-            f"set data.image_patch_size={patch} (or leave it unset)"
+            f"set data.image_patch_size={patch} (the hoi_family recipe setting does)"
         )
     if merge != SPATIAL_MERGE_SIZE:
         raise ValueError(
