@@ -2,16 +2,21 @@
 # HOI-R1 stage 1: SFT on teacher-distilled reasoning, verl's sft_trainer under torchrun with the hoi_sft recipe
 # (verl_hoi/configs/recipe/hoi_sft.yaml: every setting is explained there).
 #
-# Usage: SFT_DATA=data/hicodet_sft/sft.parquet NGPUS=8 bash recipes/sft.sh [overrides...]
+# Usage: SFT_DATA=data/hicodet_sft/sft.parquet NGPUS=8 bash recipes/sft.sh [hoi_family=NAME] [overrides...]
+#   hoi_family   the model family (verl_hoi/configs/hoi_family/): qwen2_5_vl (default), qwen3_vl or qwen3_5;
+#                give recipes/grpo.sh the same one. SFT_DATA must come from rows converted for it
+#                (data_prep/hicodet_to_parquet.py --family NAME).
 #   SFT_DATA     sft.parquet from data_prep/distill_thinking.py (default: data/hicodet_sft/sft.parquet)
-#   MODEL_PATH   the start model (default: the recipe's Qwen/Qwen2.5-VL-3B-Instruct)
-#   CKPT_DIR     checkpoint folder (default: the recipe's checkpoints/verl_hoi/hoi_r1_sft_qwen2_5_vl_3b)
+#   MODEL_PATH   the start model (default: the family's base model, e.g. Qwen/Qwen2.5-VL-3B-Instruct)
+#   CKPT_DIR     checkpoint folder (default: the recipe's checkpoints/verl_hoi/hoi_r1_sft_<run name of the
+#                family>, e.g. hoi_r1_sft_qwen2_5_vl_3b, where recipes/grpo.sh looks)
 #   NGPUS        GPUs per node (default: all that nvidia-smi lists)
 #   NNODES       nodes (default 1); for NNODES > 1 run the script on every node with the same MASTER_ADDR (node
 #                0's address) and MASTER_PORT (default 29500), and NODE_RANK from 0 (node 0) to NNODES - 1
 #   PYTHON       interpreter with verl-hoi installed (default: python3), torchrun as $PYTHON -m torch.distributed.run
-# Extra arguments are Hydra overrides, e.g. optim.lr=2e-5 trainer.logger='[console,wandb]';
-# `bash recipes/sft.sh --cfg job` prints the composed config without a GPU or verl's training extras.
+# Extra arguments are Hydra overrides, e.g. hoi_family=qwen3_vl optim.lr=2e-5 trainer.logger='[console,wandb]';
+# `bash recipes/sft.sh --cfg job` prints the composed config without a GPU or verl's training extras
+# (`--cfg job --resolve` with the family's values filled in).
 set -euo pipefail
 
 SFT_DATA=${SFT_DATA:-data/hicodet_sft/sft.parquet}

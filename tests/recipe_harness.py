@@ -19,15 +19,21 @@ from verl.utils import hf_processor, hf_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = REPO / "verl_hoi" / "configs" / "recipe"
+FAMILY_FILES = REPO / "verl_hoi" / "configs" / "hoi_family"
 VERL_CONFIGS = Path(verl.__file__).parent / "trainer" / "config"
 SUBPROCESS_TIMEOUT = 900
 
 
-def run(cmd: Sequence[str], **env: str) -> subprocess.CompletedProcess:
-    """``cmd`` in the repository root with this environment plus ``env``, output captured."""
+def run(cmd: Sequence[str], cwd: Path = REPO, **env: str) -> subprocess.CompletedProcess:
+    """``cmd`` in ``cwd`` (the repository root) with this environment plus ``env``, output captured."""
     return subprocess.run(
-        cmd, cwd=REPO, env={**os.environ, **env}, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT
+        cmd, cwd=cwd, env={**os.environ, **env}, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT
     )
+
+
+def family_file(name: str) -> dict:
+    """The values of ``verl_hoi/configs/hoi_family/<name>.yaml``."""
+    return OmegaConf.to_container(OmegaConf.load(FAMILY_FILES / f"{name}.yaml"))
 
 
 def compose_verl(config_name: str, overrides: Sequence[str] = ()) -> DictConfig:
@@ -48,37 +54,53 @@ def plain_value(config: DictConfig, key: str) -> object:
 
 
 def keys_missing_from_verl(recipe: str, config_name: str) -> tuple[int, list[str]]:
-    """How many keys the recipe sets (its ``verl_hoi`` marker aside), and those verl's config lacks."""
+    """How many keys the recipe sets (its defaults list and ``verl_hoi`` values aside), and those verl's config
+    lacks. A key under a mapping that verl leaves empty for the user (``engine_kwargs.vllm``) counts as known."""
 
     def leaf_keys(node: object, prefix: str = "") -> list[str]:
-        if isinstance(node, dict):
+        if isinstance(node, dict) and node:
             return [key for name, value in node.items() for key in leaf_keys(value, f"{prefix}{name}.")]
         return [prefix[:-1]]
 
     def has_key(config: DictConfig, key: str) -> bool:
-        parent, _, leaf = key.rpartition(".")
-        node = OmegaConf.select(config, parent) if parent else config
+        *parents, leaf = key.split(".")
+        node = config
+        for name in parents:
+            if len(node) == 0:
+                return True
+            node = OmegaConf.select(node, name)
+            if not isinstance(node, DictConfig):
+                return False
         # keys(), not `in node`: DictConfig.__contains__ is False for ??? (mandatory) values
-        return isinstance(node, DictConfig) and leaf in node.keys()  # noqa: SIM118
+        return len(node) == 0 or leaf in node.keys()  # noqa: SIM118
 
     base = compose_verl(config_name)
     recipe_keys = leaf_keys(OmegaConf.to_container(OmegaConf.load(RECIPES / f"{recipe}.yaml")))
-    keys = [key for key in recipe_keys if not key.startswith("verl_hoi.")]
+    keys = [key for key in recipe_keys if key != "defaults" and not key.startswith("verl_hoi.")]
     return len(keys), [key for key in keys if not has_key(base, key)]
 
 
-def first_prompt(config: DictConfig, model_dir: Path) -> tuple[dict, dict]:
-    """Row 0 of the val file through verl's dataset factory, then the agent loop's image and token steps."""
+def rl_dataset(config: DictConfig, model_dir: Path):
+    """The val file of a composed GRPO config through verl's dataset factory, with ``model_dir``'s processor."""
     tokenizer, processor = hf_tokenizer(str(model_dir)), hf_processor(str(model_dir))
     data_config = config.data.copy()
     # Length filter in this process: verl's one forked worker can deadlock in a test process where
     # torch has already run its thread pools.
     data_config.filter_overlong_prompts_workers = 0
-    dataset = create_rl_dataset(data_config.val_files, data_config, tokenizer, processor, is_train=False)
+    return create_rl_dataset(data_config.val_files, data_config, tokenizer, processor, is_train=False)
+
+
+def first_prompt(config: DictConfig, model_dir: Path) -> tuple[dict, dict]:
+    """Row 0 of the val file through verl's dataset factory, then the agent loop's image and token steps."""
+    dataset = rl_dataset(config, model_dir)
     assert type(dataset).__name__ == "HOIDataset"
+    processor = dataset.processor
     row = dataset[0]
+    # The agent loop resizes with the processor's own patch size.
     images, _, _ = asyncio.run(
-        type(dataset).process_multi_modal_info(row["raw_prompt"], image_patch_size=14, config=data_config)
+        type(dataset).process_multi_modal_info(
+            row["raw_prompt"], image_patch_size=processor.image_processor.patch_size, config=dataset.config
+        )
     )
     text = processor.apply_chat_template(row["raw_prompt"], add_generation_prompt=True, tokenize=False)
     inputs = processor(text=[text], images=images, return_tensors="pt")

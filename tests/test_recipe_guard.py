@@ -18,6 +18,7 @@ REQUESTED = [
     (["main_ppo.py", "recipe=hoi_grpo"], "hoi_grpo"),  # without +: also a group selection
     (["main_ppo.py", "++recipe='hoi_grpo'"], "hoi_grpo"),  # forced add, quoted value
     (["main_ppo.py", "+recipe@_global_=x", "a=1"], "x"),  # with a package
+    (["main_ppo.py", "hoi_family=qwen3_vl", "+recipe=hoi_grpo"], "hoi_grpo"),  # the family switch is no recipe
     (["main_ppo.py", "data.recipe=hoi_grpo"], None),  # a nested key is not the group
     (["+recipe=hoi_grpo"], None),  # argv[0] is the program, never an override
     (["main_ppo.py", "--cfg", "job"], None),  # nothing asked
@@ -83,6 +84,9 @@ EXPLICIT_SEARCH_PATHS = [
 def test_guard_lets_an_explicit_search_path_through(
     shadowed_plugins: dict[str, str], search_path: list[str], module: str, recipe: str
 ) -> None:
-    result = run([sys.executable, "-m", module, *search_path, f"+recipe={recipe}", "--cfg", "job"], **shadowed_plugins)
+    command = [sys.executable, "-m", module, *search_path, f"+recipe={recipe}", "hoi_family=qwen3_5", "--cfg", "job"]
+    result = run(command, **shadowed_plugins)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert OmegaConf.create(result.stdout).verl_hoi.recipe == recipe
+    printed = OmegaConf.create(result.stdout)
+    # The recipe and the family it was given, both found through the same search path.
+    assert (printed.verl_hoi.recipe, printed.verl_hoi.family.name) == (recipe, "qwen3_5")

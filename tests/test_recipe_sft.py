@@ -1,9 +1,10 @@
 """The SFT recipe (``+recipe=hoi_sft``, ``recipes/sft.sh``) through verl's own SFT config and config classes.
 
 The composed config is verl's ``sft_trainer_engine`` with the recipe and sft.sh's overrides, composed here as
-``python -m verl.trainer.sft_trainer ... --cfg job`` prints it; the slow tests check that ``sft.sh --cfg job``
-prints exactly this through ``verl_hoi.verl_plugin.sft_config_app`` (the same Hydra app without the trainer's
-imports). The rows themselves go through the recipe's dataset class in ``test_sft_on_cpu.py``.
+``python -m verl.trainer.sft_trainer ... --cfg job`` prints it, for every model family (``hoi_family=NAME``); the
+slow tests check that ``sft.sh --cfg job`` prints exactly this through ``verl_hoi.verl_plugin.sft_config_app`` (the
+same Hydra app without the trainer's imports). The family files (``verl_hoi/configs/hoi_family/``) are checked
+against ``verl_hoi.families``. The rows themselves go through the recipe's dataset class in ``test_sft_on_cpu.py``.
 """
 
 from __future__ import annotations
@@ -16,10 +17,21 @@ from pathlib import Path
 import pytest
 import verl.trainer
 from omegaconf import DictConfig, OmegaConf
-from recipe_harness import RECIPES, VERL_CONFIGS, compose_verl, keys_missing_from_verl, plain_value, run
+from recipe_harness import (
+    FAMILY_FILES,
+    RECIPES,
+    VERL_CONFIGS,
+    compose_verl,
+    family_file,
+    keys_missing_from_verl,
+    plain_value,
+    run,
+)
 from verl.utils.config import omega_conf_to_dataclass
 from verl.workers.config import FSDPEngineConfig, FSDPOptimizerConfig, HFModelConfig
 
+from verl_hoi.families import available_families, get_family
+from verl_hoi.tiny_model import build_tiny_model
 from verl_hoi.verl_plugin import sft_config_app
 
 SFT_DATA = "data/hicodet_sft/sft.parquet"
@@ -41,6 +53,12 @@ def sft_config() -> DictConfig:
     return compose_verl("sft_trainer_engine", _sft_overrides(SFT_DATA))
 
 
+@pytest.fixture(scope="module", params=available_families())
+def family(request: pytest.FixtureRequest) -> str:
+    """Each registered model family."""
+    return request.param
+
+
 @pytest.fixture
 def sft_data(tmp_path: Path) -> Path:
     """An SFT_DATA that passes sft.sh's check (never read)."""
@@ -52,6 +70,7 @@ def sft_data(tmp_path: Path) -> Path:
 # (dotted key, expected value) of the composed config; one comment per row says why.
 RECIPE_VALUES = [
     ("verl_hoi.recipe", "hoi_sft"),  # the recipe file itself was composed, not a plain `recipe` key
+    ("verl_hoi.family.name", "qwen2_5_vl"),  # the default family
     ("data.train_files", SFT_DATA),  # sft.sh's SFT_DATA
     ("data.val_files", None),  # verl's default: no validation
     ("data.custom_cls.path", "pkg://verl_hoi.verl_plugin.dataset"),  # every row checked before training
@@ -90,6 +109,41 @@ def test_composed_recipe_values(sft_config: DictConfig, key: str, expected: obje
     assert plain_value(sft_config, key) == expected
 
 
+# family: (its start model, the checkpoint folder, which grpo.sh reads for the same family)
+FAMILY_RUNS = {
+    "qwen2_5_vl": ("Qwen/Qwen2.5-VL-3B-Instruct", "checkpoints/verl_hoi/hoi_r1_sft_qwen2_5_vl_3b"),
+    "qwen3_vl": ("Qwen/Qwen3-VL-4B-Instruct", "checkpoints/verl_hoi/hoi_r1_sft_qwen3_vl_4b"),
+    "qwen3_5": ("Qwen/Qwen3.5-4B", "checkpoints/verl_hoi/hoi_r1_sft_qwen3_5_4b"),
+}
+
+
+def test_every_family_has_a_run() -> None:
+    assert list(FAMILY_RUNS) == list(available_families())
+
+
+def test_family_values(family: str) -> None:
+    config = compose_verl("sft_trainer_engine", _sft_overrides(SFT_DATA, f"hoi_family={family}"))
+    model, checkpoints = FAMILY_RUNS[family]
+    assert model == get_family(family).base_model  # the yaml's value is the registry's
+    assert plain_value(config, "verl_hoi.family.name") == family
+    assert plain_value(config, "model.path") == model
+    assert plain_value(config, "trainer.default_local_dir") == checkpoints
+
+
+def test_every_registered_family_has_a_family_file() -> None:
+    assert sorted(path.stem for path in FAMILY_FILES.glob("*.yaml")) == sorted(available_families())
+
+
+def test_family_file_matches_the_registry(family: str) -> None:
+    values = family_file(family)
+    registered = get_family(family)
+    # run_name has no registry counterpart: test_family_values checks the folder it names.
+    assert values.pop("run_name").startswith(f"{family}_")
+    assert values == {"name": registered.name, "base_model": registered.base_model, "patch_size": registered.patch_size}
+    # Hydra puts the file's values under verl_hoi.family, wherever the recipe lists it.
+    assert (FAMILY_FILES / f"{family}.yaml").read_text().startswith("# @package verl_hoi.family\n")
+
+
 def test_every_recipe_key_exists_in_verl_config() -> None:
     assert keys_missing_from_verl("hoi_sft", "sft_trainer_engine") == (18, [])
 
@@ -98,10 +152,14 @@ def test_recipe_file_is_a_global_package() -> None:
     assert (RECIPES / "hoi_sft.yaml").read_text().startswith("# @package _global_\n")
 
 
-def test_recipe_builds_verl_sft_config_classes(tiny_model_dir: Path) -> None:
-    # What verl.trainer.sft_trainer.SFTTrainer._build_config does before it builds the engine.
-    config = compose_verl("sft_trainer_engine", _sft_overrides(SFT_DATA, f"model.path={tiny_model_dir}"))
+def test_recipe_builds_verl_sft_config_classes(tmp_path: Path, family: str) -> None:
+    # What verl.trainer.sft_trainer.SFTTrainer._build_config does before it builds the engine, with a tiny
+    # checkpoint of the family in place of its base model.
+    model_dir = build_tiny_model(tmp_path, family)
+    overrides = _sft_overrides(SFT_DATA, f"hoi_family={family}", f"model.path={model_dir}")
+    config = compose_verl("sft_trainer_engine", overrides)
     model = omega_conf_to_dataclass(config.model)
+    assert model.hf_config.model_type in get_family(family).model_types
     engine = omega_conf_to_dataclass(config.engine)
     optim = omega_conf_to_dataclass(config.optim)
     checkpoint = omega_conf_to_dataclass(config.checkpoint)
@@ -194,11 +252,20 @@ def test_sft_script_errors(sft_data: Path, env: dict[str, str], message: str) ->
 
 
 @pytest.mark.slow
-def test_sft_script_prints_the_composed_config(sft_data: Path) -> None:
-    result = run(["bash", "recipes/sft.sh", "--cfg", "job"], SFT_DATA=str(sft_data), NGPUS="8", PYTHON=sys.executable)
+def test_sft_script_prints_the_composed_config(sft_data: Path, family: str) -> None:
+    result = run(
+        ["bash", "recipes/sft.sh", f"hoi_family={family}", "--cfg", "job"],
+        SFT_DATA=str(sft_data),
+        NGPUS="8",
+        PYTHON=sys.executable,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
-    printed = OmegaConf.to_container(OmegaConf.create(result.stdout))
-    assert printed == OmegaConf.to_container(compose_verl("sft_trainer_engine", _sft_overrides(sft_data)))
+    printed = OmegaConf.create(result.stdout)
+    expected = compose_verl("sft_trainer_engine", _sft_overrides(sft_data, f"hoi_family={family}"))
+    assert OmegaConf.to_container(printed) == OmegaConf.to_container(expected)
+    # The family's model, and the patch size its processor cuts (verl's SFT dataset takes the processor's).
+    assert plain_value(printed, "model.path") == FAMILY_RUNS[family][0]
+    assert plain_value(printed, "verl_hoi.family.patch_size") == get_family(family).patch_size
 
 
 @pytest.mark.slow
