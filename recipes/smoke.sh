@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole pipeline in minutes on one GPU, to check an install before downloading HICO-DET: the
-# 8-image sample in recipes/sample/, a tiny random Qwen2.5-VL built on the fly, SFT on the
+# 8-image sample in recipes/sample/, a tiny random model of one family built on the fly, SFT on the
 # ground-truth answers (no teacher API), two GRPO steps with vLLM, predict, evaluate. The tiny model
 # learns nothing: expect an mAP near 0; what matters is that every step runs.
 #
@@ -9,21 +9,20 @@
 # the sample, composes the SFT and GRPO configs instead of training, predicts with transformers,
 # evaluates and draws.
 #
-# Usage: bash recipes/smoke.sh              # makes $VENV and installs into it what this machine can run
-#        VENV=.venv bash recipes/smoke.sh   # reuse an environment (installed into only if verl-hoi is missing)
-#        SMOKE_CPU=1 bash recipes/smoke.sh  # the CPU steps even where a GPU is present
+# Usage: bash recipes/smoke.sh                   # makes $VENV and installs into it what this machine can run
+#        FAMILY=qwen3_5 bash recipes/smoke.sh    # another model family: qwen2_5_vl (default), qwen3_vl, qwen3_5
+#        VENV=.venv bash recipes/smoke.sh        # reuse an environment (installed into only if verl-hoi is missing)
+#        SMOKE_CPU=1 bash recipes/smoke.sh       # the CPU steps even where a GPU is present
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-OUT=${OUT:-runs/smoke}
+FAMILY=${FAMILY:-qwen2_5_vl}
+OUT=${OUT:-runs/smoke/$FAMILY}
 VENV=${VENV:-runs/venv-smoke}
 if [ -z "${SMOKE_CPU:-}" ]; then
     if nvidia-smi -L >/dev/null 2>&1; then SMOKE_CPU=0; else SMOKE_CPU=1; fi
 fi
 SAMPLE=recipes/sample
-# Small images keep the tiny model fast: at most 256 image tokens (256 * 28 * 28 pixels).
-MIN_PIXELS=3136
-MAX_PIXELS=200704
 
 step() { printf '\n== %s\n' "$*" >&2; }
 run() {
@@ -50,12 +49,17 @@ fi
 PY=$(cd "$VENV/bin" && pwd)/python
 mkdir -p "$OUT"
 
-step "2/8 tiny Qwen2.5-VL"
-run "$PY" -m verl_hoi.tiny_model "$OUT/tiny_model" --min-pixels "$MIN_PIXELS" --max-pixels "$MAX_PIXELS"
+step "2/8 tiny $FAMILY"
+# Small images keep the tiny model fast: 4 to 256 image tokens of the family's block (patch x merge pixels).
+read -r MIN_PIXELS MAX_PIXELS < <("$PY" -c "from verl_hoi.families import get_family
+block = get_family('$FAMILY').block
+print(4 * block**2, 256 * block**2)")
+run "$PY" -m verl_hoi.tiny_model "$OUT/tiny_model" --family "$FAMILY" --min-pixels "$MIN_PIXELS" \
+    --max-pixels "$MAX_PIXELS"
 
-step "3/8 convert the sample"
+step "3/8 convert the sample for the tiny model's processor"
 run "$PY" data_prep/hicodet_to_parquet.py --annotations "$SAMPLE/annotations.json" --images "$SAMPLE/images" \
-    --split test --out "$OUT/data" --min-pixels "$MIN_PIXELS" --max-pixels "$MAX_PIXELS"
+    --split test --out "$OUT/data" --processor "$OUT/tiny_model"
 # The sample has test images only: train on them too.
 run cp "$OUT/data/test.parquet" "$OUT/data/train.parquet"
 
@@ -76,7 +80,7 @@ EOF
 step "5/8 SFT: a few steps"
 SFT_DIR="$OUT/sft"
 sft_env=(SFT_DATA="$OUT/data/sft.parquet" MODEL_PATH="$OUT/tiny_model" NGPUS=1 CKPT_DIR="$SFT_DIR" PYTHON="$PY")
-sft_overrides=(trainer.total_epochs=2 data.train_batch_size=4)
+sft_overrides=(hoi_family="$FAMILY" trainer.total_epochs=2 data.train_batch_size=4)
 if [ "$SMOKE_CPU" = 1 ]; then
     run env "${sft_env[@]}" bash recipes/sft.sh "${sft_overrides[@]}" --cfg job >"$OUT/sft_config.yaml"
 else
@@ -86,6 +90,7 @@ fi
 step "6/8 GRPO: two steps with vLLM"
 GRPO_DIR="$OUT/grpo"
 grpo_overrides=(
+    hoi_family="$FAMILY"
     data.train_batch_size=4
     data.max_response_length=256
     actor_rollout_ref.actor.ppo_mini_batch_size=4
