@@ -16,6 +16,13 @@ family from its config.json), for a checkpoint whose processor differs from its 
 row records the family, patch and merge sizes it was made for, which training, prediction and evaluation
 read back.
 
+--zero-shot {rf_uc,nf_uc,uo,uv} makes the rows of a zero-shot setting (verl_hoi/zero_shot.py): on --split
+train every (human, object) pair that carries one of the setting's unseen HOI classes is dropped with all
+its classes, then every image left without a pair (both counted on stderr); --split test keeps the whole
+test set, as the protocol evaluates on it. Either way each row records the setting, which evaluation reads
+back. --prompt-vocabulary seen leaves the unseen combinations out of the prompt's class list (default full:
+every class is named, as for open-vocabulary use).
+
 Before anything is written: the annotations must be valid (numbers of the right type and in range,
 never read from strings; each file name once: the rules are in verl_hoi/hicodet.py), every image
 present (or left out with --skip-missing-images), and --out a folder that can be written, neither
@@ -62,8 +69,16 @@ from verl_hoi.convert import (
 from verl_hoi.families import DEFAULT_FAMILY, available_families, family_for_model_type, get_family
 from verl_hoi.frames import available_frames
 from verl_hoi.hicodet import SPLITS, load_annotations
-from verl_hoi.prompts import DEFAULT_PROMPT, PLAIN_PROMPT, available_prompts, get_prompt, load_prompt_file
+from verl_hoi.prompts import (
+    DEFAULT_PROMPT,
+    PLAIN_PROMPT,
+    VOCABULARIES,
+    available_prompts,
+    get_prompt,
+    load_prompt_file,
+)
 from verl_hoi.rows import processor_geometry, processor_pixels
+from verl_hoi.zero_shot import ZERO_SHOT_SETTINGS, training_annotations
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -110,6 +125,19 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="the user text from a UTF-8 file instead of a template; {width}, {height} and {coordinates} are filled "
         "in for each image (docs/evaluation.md)",
+    )
+    parser.add_argument(
+        "--zero-shot",
+        choices=ZERO_SHOT_SETTINGS,
+        metavar="SETTING",
+        help=f"a zero-shot setting: {', '.join(ZERO_SHOT_SETTINGS)} (train: its unseen classes removed)",
+    )
+    parser.add_argument(
+        "--prompt-vocabulary",
+        choices=VOCABULARIES,
+        default=VOCABULARIES[0],
+        help="with --zero-shot: full names every class in the prompt, seen leaves the unseen ones out "
+        "(default: %(default)s)",
     )
     parser.add_argument(
         "--limit",
@@ -220,6 +248,8 @@ def run(args: argparse.Namespace) -> Path:
             split=args.split,
             prompt=_prompt_name(args.prompt, args.no_thinking, args.prompt_file),
             image_mode=args.image_mode,
+            zero_shot=args.zero_shot,
+            prompt_vocabulary=args.prompt_vocabulary,
             **settings,
         )
     except ValueError as error:
@@ -232,6 +262,13 @@ def run(args: argparse.Namespace) -> Path:
     except (ValueError, FileNotFoundError) as error:
         raise UsageError(str(error)) from None
 
+    if args.zero_shot is not None and args.split == "train":
+        annotations, removed = training_annotations(annotations, args.zero_shot)
+        print(
+            f"zero-shot {args.zero_shot}: removed {removed.pairs} ground-truth pairs ({removed.box_pairs} human-object "
+            f"pairs) with an unseen class; {removed.images} images left without a pair",
+            file=sys.stderr,
+        )
     indices = select_images(annotations, args.split)
     if not indices:
         raise UsageError(f"{args.annotations}: no image to convert (none has a visible pair)")

@@ -164,6 +164,8 @@ def test_row_layout(sample_annotations):
             "split": "test",
             "index": 7,
             "prompt": "hoi_r1",
+            "zero_shot": None,
+            "prompt_vocabulary": None,
         },
     }
 

@@ -267,6 +267,8 @@ CASES: list[Case] = [
      "--no-thinking conflicts with --prompt hoi_r1_brief, a template with thinking"),
     ("max-pixels-under-a-qwen3-block", lambda w: w.argv("--family", "qwen3_vl", "--min-pixels", 1, "--max-pixels", 900),
      "max_pixels must be in 1024..89478485, got 900"),
+    ("seen-vocabulary-without-zero-shot", lambda w: w.argv("--prompt-vocabulary", "seen"),
+     "prompt vocabulary 'seen' needs a zero-shot setting"),
     # --processor: a model or processor folder
     ("processor-missing", lambda w: w.argv("--processor", w.root / "ckpt"), "--processor {root}/ckpt: no such folder"),
     ("processor-without-config", lambda w: w.write("ckpt/config.json", '{"model_type": "qwen3_vl"}',
@@ -319,6 +321,7 @@ ARGPARSE_CASES = [
     ("frame-unknown", ["--frame", "xyxy"], "argument --frame: invalid choice: 'xyxy'"),
     ("image-mode-unknown", ["--image-mode", "url"], "argument --image-mode: invalid choice: 'url'"),
     ("family-unknown", ["--family", "qwen9"], "argument --family: invalid choice: 'qwen9'"),
+    ("zero-shot-unknown", ["--zero-shot", "rare"], "argument --zero-shot: invalid choice: 'rare'"),
 ]
 
 

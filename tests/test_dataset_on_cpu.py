@@ -155,8 +155,8 @@ def test_tampered_model_size_fails(tmp_path, sample_annotations, sample_images, 
         _dataset(edited, tokenizer, processor)
     assert str(error.value) == (
         f"{edited}: row 3 (HICO_test2015_00000004.jpg): model_size [224, 168] is not the smart resize [252, 168] of "
-        "image_size [640, 427] with min_pixels=3136, max_pixels=50176 in 28-pixel blocks (data.hoi.on_bad_row=skip drops "
-        "such rows)"
+        "image_size [640, 427] with min_pixels=3136, max_pixels=50176 in 28-pixel blocks "
+        "(data.hoi.on_bad_row=skip drops such rows)"
     )
 
 
@@ -285,3 +285,15 @@ def test_verl_length_filter_sees_image_tokens(
     config = {"filter_overlong_prompts": True, "filter_overlong_prompts_workers": None}
     dataset = _dataset(path, tokenizer, processor, max_prompt_length=max_prompt_length, **config)
     assert len(dataset) == expected
+
+
+@pytest.mark.parametrize(("vocabulary", "named"), [("full", True), ("seen", False)])
+def test_rebuilt_prompt_keeps_the_rows_zero_shot_vocabulary(
+    tmp_path, sample_annotations, sample_images, tokenizer, processor, vocabulary, named
+):
+    path = _convert(tmp_path, sample_annotations, sample_images, zero_shot="uo", prompt_vocabulary=vocabulary)
+    item = _dataset(path, tokenizer, processor, hoi={"prompt": "hoi_r1_plain"})[0]
+    text = "".join(part["text"] for part in item["raw_prompt"][0]["content"] if part["type"] == "text")
+    # zebra is one of UO's unseen objects; giraffe is seen
+    assert ("zebra" in text, "giraffe: " in text) == (named, True)
+    assert (item["extra_info"]["zero_shot"], item["extra_info"]["prompt_vocabulary"]) == ("uo", vocabulary)

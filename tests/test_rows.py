@@ -92,6 +92,13 @@ CHECK_CASES = [
     ({"max_pixels": 10**9}, {"max_pixels": 10**9}, "max_pixels must be in 784..89478485, got 1000000000"),
     ({}, {"bytes": _jpeg((427, 640))}, "the image is 427x640 but extra_info.image_size is [640, 427]"),
     ({"family": ""}, {}, "extra_info.family must be a non-empty text, got ''"),
+    ({"zero_shot": "rf"}, {}, "extra_info.zero_shot 'rf' is not one of rf_uc, nf_uc, uo, uv"),
+    (
+        {"zero_shot": "uo", "prompt_vocabulary": "unseen"},
+        {},
+        "extra_info.prompt_vocabulary 'unseen' is not one of full, seen",
+    ),
+    ({"prompt_vocabulary": "seen"}, {}, "extra_info.prompt_vocabulary 'seen' needs a zero_shot setting"),
     ({"patch_size": 14.0}, {}, "extra_info.patch_size must be a positive integer, got 14.0"),
     ({"merge_size": 0}, {}, "extra_info.merge_size must be a positive integer, got 0"),
     (
@@ -132,7 +139,7 @@ def test_check_row_accepts_the_converters_row():
     assert meta == RowMeta(**(GOOD_EXTRA | {"image_size": (640, 427), "model_size": (252, 168)}), prefilled_think=False)
     # a row written before families existed is a Qwen2.5-VL row, and says so when written again
     assert (meta.family, meta.patch_size, meta.merge_size, meta.block) == ("qwen2_5_vl", 14, 2, 28)
-    geometry = {"family": "qwen2_5_vl", "patch_size": 14, "merge_size": 2}
+    geometry = {"family": "qwen2_5_vl", "patch_size": 14, "merge_size": 2, "zero_shot": None, "prompt_vocabulary": None}
     assert meta.to_dict() == GOOD_EXTRA | geometry | {"prefilled_think": False}
     assert check_row(GOOD_EXTRA, [{"bytes": image["bytes"]}], None).model_size == (252, 168)  # budget from the row
     with pytest.raises(ValueError, match="a row has one image entry, got 2"):

@@ -45,9 +45,10 @@ from verl_hoi.frames import check_frame, frame_extent, model_size
 from verl_hoi.frames import to_frame as _to_frame
 from verl_hoi.hicodet import SPLITS, ImageAnnotation
 from verl_hoi.images import BadImageError, decoded_size, read_image_file
-from verl_hoi.prompts import DEFAULT_PROMPT, build_messages, get_prompt
+from verl_hoi.prompts import DEFAULT_PROMPT, VOCABULARIES, build_messages, get_prompt, hidden_classes
 from verl_hoi.rows import RowMeta, check_row_budget
 from verl_hoi.vocab import HOI_CLASSES
+from verl_hoi.zero_shot import check_setting
 
 __all__ = [
     "ABILITY",
@@ -88,6 +89,10 @@ class ConvertOptions:
             differ from its family's).
         prompt: name of a registered prompt template (``verl_hoi.prompts``).
         image_mode: ``"embed"`` or ``"path"`` (see :data:`IMAGE_MODES`).
+        zero_shot: the zero-shot setting the rows belong to (``verl_hoi.zero_shot``), recorded in each row; the
+            caller removes the unseen classes from training annotations (``zero_shot.training_annotations``).
+        prompt_vocabulary: ``full`` (every class in the prompt's class list) or ``seen`` (the setting's unseen
+            combinations left out), ``verl_hoi.prompts.VOCABULARIES``.
     """
 
     split: str = "test"
@@ -99,6 +104,8 @@ class ConvertOptions:
     merge_size: int | None = None
     prompt: str = DEFAULT_PROMPT
     image_mode: str = IMAGE_MODES[0]
+    zero_shot: str | None = None
+    prompt_vocabulary: str = VOCABULARIES[0]
 
     def __post_init__(self) -> None:
         if self.split not in SPLITS:
@@ -114,6 +121,9 @@ class ConvertOptions:
             raise ValueError(f"patch_size and merge_size must be positive, got {self.patch_size}, {self.merge_size}")
         check_row_budget(self.min_pixels, self.max_pixels, self.block)
         get_prompt(self.prompt)  # raises ValueError listing the registered names
+        if self.zero_shot is not None:
+            check_setting(self.zero_shot)
+        hidden_classes(self.prompt_vocabulary, self.zero_shot)  # raises ValueError for a bad combination
 
     @property
     def block(self) -> int:
@@ -155,8 +165,8 @@ def ground_truth_pairs(annotation: ImageAnnotation, frame: str, size: tuple[int,
 
 
 @lru_cache(maxsize=4096)
-def _messages(prompt: str, frame: str, extent: tuple[int, int]) -> tuple[tuple[str, str], ...]:
-    return tuple((m["role"], m["content"]) for m in build_messages(prompt, frame, extent))
+def _messages(prompt: str, frame: str, extent: tuple[int, int], hidden: frozenset[int]) -> tuple[tuple[str, str], ...]:
+    return tuple((m["role"], m["content"]) for m in build_messages(prompt, frame, extent, hidden))
 
 
 def image_entry(image: bytes | str, options: ConvertOptions) -> dict[str, Any]:
@@ -185,7 +195,10 @@ def build_row(annotation: ImageAnnotation, index: int, image: bytes | str, optio
     return {
         "data_source": DATA_SOURCE,
         "prompt": [
-            {"role": role, "content": content} for role, content in _messages(options.prompt, options.frame, extent)
+            {"role": role, "content": content}
+            for role, content in _messages(
+                options.prompt, options.frame, extent, hidden_classes(options.prompt_vocabulary, options.zero_shot)
+            )
         ],
         "images": [image_entry(image, options)],
         "ability": ABILITY,
@@ -203,6 +216,8 @@ def build_row(annotation: ImageAnnotation, index: int, image: bytes | str, optio
             split=options.split,
             index=index,
             prompt=options.prompt,
+            zero_shot=options.zero_shot,
+            prompt_vocabulary=options.prompt_vocabulary if options.zero_shot is not None else None,
         ).to_dict(),
     }
 

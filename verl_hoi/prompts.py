@@ -24,6 +24,10 @@ a subclass that overrides :meth:`PromptTemplate.render` (or one of its parts)::
 
     register_prompt(MyPrompt("my_prompt"))
 
+In a zero-shot setting (:mod:`verl_hoi.zero_shot`) the class list names every class by default; the
+``seen`` vocabulary (:data:`VOCABULARIES`, :func:`hidden_classes`) leaves the setting's unseen combinations
+out of it.
+
 A prompt written by someone else (say, the one a released checkpoint was trained with) is a text file
 read by :func:`load_prompt_file`: its text is the user text after the image, with ``{width}`` and
 ``{height}`` replaced by the frame's extent (the image's size in pixels for the ``original`` frame,
@@ -44,9 +48,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
-from verl_hoi.vocab import NO_INTERACTION, OBJECTS, VERBS, valid_verbs
+from verl_hoi.vocab import NO_INTERACTION, OBJECTS, VERBS, hoi_id, valid_verbs
+from verl_hoi.zero_shot import unseen_classes
 
 __all__ = [
     "DEFAULT_PROMPT",
@@ -56,7 +62,10 @@ __all__ = [
     "PromptTemplate",
     "available_prompts",
     "build_messages",
+    "VOCABULARIES",
     "TextPrompt",
+    "class_list",
+    "hidden_classes",
     "get_prompt",
     "load_prompt_file",
     "prefilled_think",
@@ -113,15 +122,51 @@ FORMAT_PLAIN = (
 )
 
 
-def _verb_line(obj: int) -> str:
-    verbs = [VERBS[v] for v in valid_verbs(obj) if v != NO_INTERACTION]
-    return f"{OBJECTS[obj]}: {', '.join([*verbs, VERBS[NO_INTERACTION]])}"
+VOCABULARIES: tuple[str, ...] = ("full", "seen")
+"""What a class list names in a zero-shot setting (``verl_hoi.zero_shot``): ``full`` (the default) all 600
+combinations, unseen ones included (open-vocabulary use: the model is told names it never trained on);
+``seen`` leaves the setting's unseen combinations out (an object whose every combination is unseen goes
+from the object list too)."""
 
 
-CLASS_LIST = "\n".join(
-    [CLASSES_HEADER.format(objects=", ".join(OBJECTS)), *(_verb_line(obj) for obj in range(len(OBJECTS)))]
-)
-"""The 80 objects, then one line per object with its valid verbs (``no interaction`` last)."""
+def hidden_classes(vocabulary: str | None, setting: str | None) -> frozenset[int]:
+    """The HOI classes a class list leaves out for ``vocabulary`` (:data:`VOCABULARIES`; ``None`` is ``full``) in the
+    zero-shot ``setting`` (``None``: no setting): the setting's unseen classes with ``seen``, none otherwise.
+
+    >>> len(hidden_classes("seen", "uv")), len(hidden_classes("full", "uv")), len(hidden_classes(None, None))
+    (84, 0, 0)
+
+    Raises:
+        ValueError: an unknown vocabulary or setting, or ``seen`` without a setting.
+    """
+    if vocabulary not in (None, *VOCABULARIES):
+        raise ValueError(f"unknown prompt vocabulary {vocabulary!r}; valid vocabularies: {', '.join(VOCABULARIES)}")
+    if vocabulary != "seen":
+        return frozenset()
+    if setting is None:
+        raise ValueError("prompt vocabulary 'seen' needs a zero-shot setting")
+    return unseen_classes(setting)
+
+
+def _verbs(obj: int, hidden: frozenset[int]) -> list[str]:
+    """The object's valid verbs (``no interaction`` last) whose combination is not ``hidden``."""
+    verbs = [v for v in valid_verbs(obj) if v != NO_INTERACTION] + [NO_INTERACTION]
+    return [VERBS[v] for v in verbs if hoi_id(v, obj) not in hidden]
+
+
+@cache
+def class_list(hidden: frozenset[int] = frozenset()) -> str:
+    """The objects, then one line per object with its valid verbs (``no interaction`` last), without the
+    HOI classes in ``hidden`` (0-based; an object with none left is not listed).
+
+    >>> bicycle = class_list().splitlines()[3]
+    >>> bicycle[:32], "ride" in bicycle, "ride" in class_list(frozenset({hoi_id(76, 1)})).splitlines()[3]
+    ('bicycle: carry, hold, hop on, in', True, False)
+    """
+    lines = {obj: _verbs(obj, hidden) for obj in range(len(OBJECTS))}
+    listed = [obj for obj, verbs in lines.items() if verbs]
+    header = CLASSES_HEADER.format(objects=", ".join(OBJECTS[obj] for obj in listed))
+    return "\n".join([header, *(f"{OBJECTS[obj]}: {', '.join(lines[obj])}" for obj in listed)])
 
 
 @dataclass(frozen=True)
@@ -138,16 +183,17 @@ class PromptTemplate:
     thinking: bool = True
     class_list: bool = True
 
-    def render(self, frame: str, extent: tuple[int, int]) -> str:
+    def render(self, frame: str, extent: tuple[int, int], hidden: frozenset[int] = frozenset()) -> str:
         """The user text (without ``<image>``) for boxes in ``frame``, whose extent is ``(w, h)``.
 
-        ``extent`` is :func:`verl_hoi.frames.frame_extent` of the row.
+        ``extent`` is :func:`verl_hoi.frames.frame_extent` of the row; ``hidden`` HOI classes are left out of
+        the class list (:func:`class_list`).
 
         Raises:
             ValueError: a frame without wording, or a non-positive extent.
         """
         parts = [INSTRUCTION + "\n" + self.coordinates(frame, extent)]
-        parts.append(CLASS_LIST if self.class_list else NAMES_HINT)
+        parts.append(class_list(hidden) if self.class_list else NAMES_HINT)
         if self.thinking:
             parts.append(THINKING)
         parts.append(FORMAT_THINKING if self.thinking else FORMAT_PLAIN)
@@ -188,8 +234,9 @@ class TextPrompt(PromptTemplate):
 
     text: str = ""
 
-    def render(self, frame: str, extent: tuple[int, int]) -> str:
-        """The text with its placeholders filled in for boxes in ``frame`` of extent ``(w, h)``.
+    def render(self, frame: str, extent: tuple[int, int], hidden: frozenset[int] = frozenset()) -> str:
+        """The text with its placeholders filled in for boxes in ``frame`` of extent ``(w, h)`` (it has no class
+        list for ``hidden`` to change).
 
         Raises:
             ValueError: ``{coordinates}`` for a frame without wording, or a non-positive extent.
@@ -266,13 +313,19 @@ def load_prompt_file(path: str | Path) -> str:
     return template.name
 
 
-def build_messages(name: str, frame: str, extent: tuple[int, int]) -> list[dict[str, str]]:
-    """Chat messages of one row in verl's ``RLHFDataset`` style: ``[{"role": "user", "content": "<image>" + text}]``.
+def build_messages(
+    name: str, frame: str, extent: tuple[int, int], hidden: frozenset[int] = frozenset()
+) -> list[dict[str, str]]:
+    """Chat messages of one row in verl's ``RLHFDataset`` style: ``[{"role": "user", "content": "<image>" + text}]``,
+    the ``hidden`` HOI classes left out of the class list.
 
     Raises:
         ValueError: unknown prompt or frame, or a non-positive extent.
     """
-    return [{"role": "user", "content": IMAGE_PLACEHOLDER + get_prompt(name).render(frame, extent)}]
+    template = get_prompt(name)
+    # A subclass may override render(frame, extent) alone: it is asked so when nothing is hidden.
+    text = template.render(frame, extent, hidden) if hidden else template.render(frame, extent)
+    return [{"role": "user", "content": IMAGE_PLACEHOLDER + text}]
 
 
 def prefilled_think(row_value: bool | None, rendered_prompt: str) -> bool:

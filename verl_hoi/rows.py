@@ -11,11 +11,12 @@ without decoding, with :func:`check_row_entry`, and decodes when it sends the im
   and ``model_size`` (``[width, height]``, positive integers), ``frame`` (a registered frame),
   ``min_pixels`` / ``max_pixels`` (positive integers, a budget the converter accepts), ``family`` (text),
   ``patch_size`` / ``merge_size`` (positive integers: the image geometry the row was sized for), and, when
-  present, ``split`` / ``prompt`` (text), ``index`` (an integer >= 0) and ``prefilled_think`` (true or
-  false). Nothing is coerced: ``640.0``, ``"640"`` or ``true`` is not a size. ``model_size`` is the smart
-  resize of ``image_size`` with the row's budget to multiples of ``patch_size * merge_size``. Rows written
-  before families existed have no ``family``, ``patch_size`` or ``merge_size``: they are Qwen2.5-VL rows
-  (:data:`verl_hoi.families.DEFAULT_FAMILY`);
+  present, ``split`` / ``prompt`` (text), ``index`` (an integer >= 0), ``zero_shot`` (a setting of
+  :mod:`verl_hoi.zero_shot`), ``prompt_vocabulary`` (one of :data:`verl_hoi.prompts.VOCABULARIES`; ``seen``
+  only with a setting) and ``prefilled_think`` (true or false). Nothing is coerced: ``640.0``, ``"640"``
+  or ``true`` is not a size. ``model_size`` is the smart resize of ``image_size`` with the row's budget to
+  multiples of ``patch_size * merge_size``. Rows written before families existed have no ``family``,
+  ``patch_size`` or ``merge_size``: they are Qwen2.5-VL rows (:data:`verl_hoi.families.DEFAULT_FAMILY`);
 - the processor cuts images as the row assumes (:func:`processor_geometry`: the same patch and merge
   sizes) and its own pixel budget (:func:`processor_pixels`) leaves an image of ``model_size`` unchanged;
 - the prompt has one ``<image>`` placeholder for the row's one image entry, whose ``min_pixels`` /
@@ -38,7 +39,8 @@ from typing import Any
 from verl_hoi.families import DEFAULT_FAMILY, get_family
 from verl_hoi.frames import Size, available_frames, check_pixel_budget, model_size
 from verl_hoi.images import MAX_IMAGE_PIXELS, decoded_size, read_image_file
-from verl_hoi.prompts import IMAGE_PLACEHOLDER
+from verl_hoi.prompts import IMAGE_PLACEHOLDER, VOCABULARIES, hidden_classes
+from verl_hoi.zero_shot import ZERO_SHOT_SETTINGS
 
 __all__ = [
     "RowMeta",
@@ -107,6 +109,9 @@ class RowMeta:
         split: ``"train"`` or ``"test"``.
         index: the image's 0-based position in the annotation file.
         prompt: the name of the prompt template (``verl_hoi.prompts``).
+        zero_shot: the zero-shot setting (``verl_hoi.zero_shot``) the row belongs to, if any.
+        prompt_vocabulary: ``full`` or ``seen``: whether the prompt's class list names the setting's unseen
+            classes (``verl_hoi.prompts.VOCABULARIES``).
         prefilled_think: the chat template opens ``<think>`` (``verl_hoi.prompts.prefilled_think``); the
             converter does not write it.
     """
@@ -123,7 +128,14 @@ class RowMeta:
     split: str | None = None
     index: int | None = None
     prompt: str | None = None
+    zero_shot: str | None = None
+    prompt_vocabulary: str | None = None
     prefilled_think: bool | None = field(default=None, metadata={"written": False})
+
+    @property
+    def hidden_classes(self) -> frozenset[int]:
+        """The HOI classes the row's prompt leaves out of its class list (``verl_hoi.prompts.hidden_classes``)."""
+        return hidden_classes(self.prompt_vocabulary, self.zero_shot)
 
     @property
     def block(self) -> int:
@@ -169,6 +181,15 @@ class RowMeta:
         for key in ("split", "prompt"):
             if extra.get(key) is not None and not isinstance(extra[key], str):
                 raise ValueError(f"extra_info.{key} must be a text, got {_short(extra[key])}")
+        zero_shot, vocabulary = extra.get("zero_shot"), extra.get("prompt_vocabulary")
+        if zero_shot is not None and zero_shot not in ZERO_SHOT_SETTINGS:
+            raise ValueError(f"extra_info.zero_shot {_short(zero_shot)} is not one of {', '.join(ZERO_SHOT_SETTINGS)}")
+        if vocabulary is not None and vocabulary not in VOCABULARIES:
+            raise ValueError(
+                f"extra_info.prompt_vocabulary {_short(vocabulary)} is not one of {', '.join(VOCABULARIES)}"
+            )
+        if vocabulary == "seen" and zero_shot is None:
+            raise ValueError("extra_info.prompt_vocabulary 'seen' needs a zero_shot setting")
         index = extra.get("index")
         if index is not None and (not _is_int(index) or index < 0):
             raise ValueError(f"extra_info.index must be an integer >= 0, got {_short(index)}")
@@ -197,6 +218,8 @@ class RowMeta:
             split=extra.get("split"),
             index=None if index is None else int(index),
             prompt=extra.get("prompt"),
+            zero_shot=zero_shot,
+            prompt_vocabulary=vocabulary,
             prefilled_think=prefilled,
         )
 

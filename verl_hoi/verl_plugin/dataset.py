@@ -12,8 +12,8 @@ Options live under ``data.hoi`` (not in verl's schemas: add them with ``+data.ho
 command line or set them in a recipe yaml):
 
 - ``data.hoi.prompt`` (GRPO only): a registered prompt template (``verl_hoi.prompts``) that replaces every
-  row's prompt at load time, rendered for the row's frame and extent; ``null`` (default) keeps the
-  parquet's prompts.
+  row's prompt at load time, rendered for the row's frame and extent (and, in a zero-shot setting, the
+  row's prompt vocabulary); ``null`` (default) keeps the parquet's prompts.
 - ``data.hoi.on_bad_row``: ``error`` (default) stops at the first row that fails
   :func:`verl_hoi.rows.check_row`, naming the file, the row and its image's file name, and what is wrong;
   ``skip`` drops every such row and reports their number once, with the first problem (files whose every
@@ -178,7 +178,7 @@ class HOIDataset(RLHFDataset):
         if self.hoi_prompt is not None:
             meta = RowMeta.from_dict(extra)
             extent = frame_extent(meta.frame, meta.image_size, meta.model_size)
-            example[key] = build_messages(self.hoi_prompt, meta.frame, extent)
+            example[key] = build_messages(self.hoi_prompt, meta.frame, extent, meta.hidden_classes)
             extra["prompt"] = self.hoi_prompt
         example[self.image_key] = _with_budget(example[self.image_key], extra)
         return super()._build_messages(example, key)
