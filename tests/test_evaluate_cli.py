@@ -76,15 +76,19 @@ def test_ground_truth_detections_give_100_and_a_complete_json(tmp_path, capsys, 
     args = ["--annotations", str(sample_annotations), "--predictions", str(preds), "--json", str(tmp_path / "r.json")]
     code, out, err = evaluate(capsys, *args)
     assert code == 0, err
-    assert "Default       mAP         100.00    100.00    100.00" in out
-    assert "Known-Object  mAP         100.00    100.00    100.00" in out
+    assert out.splitlines()[0] == "setting                     full      rare  non-rare"
+    assert "Default       mAP         100.00    100.00    100.00\n" in out
+    assert "Known-Object  mAP         100.00    100.00    100.00\n" in out
+    assert "classes with ground truth: 12 (rare 1, non-rare 11)\n" in out
     result = json.loads((tmp_path / "r.json").read_text())
     assert set(result) == {"default", "known_object", "recall", "num_classes", "notes", "settings", "per_class"}
     assert result["notes"] == []
+    assert result["num_classes"] == {"full": 12, "rare": 1, "non_rare": 11}
     for setting in ("default", "known_object"):
-        assert set(result[setting]) == {"full", "rare", "non_rare"}
+        assert set(result[setting]) == set(result["recall"][setting]) == {"full", "rare", "non_rare"}
         assert round(result[setting]["full"], 2) == 100.0
     settings = result["settings"]
+    assert settings["zero_shot"] is None
     assert settings["score_policy"] == "given"
     assert settings["known_object_source"].startswith("images with box ground truth")
     assert (settings["num_images"], settings["num_images_predicted"], settings["num_images_missing"]) == (8, 7, 1)
@@ -342,28 +346,26 @@ def test_parquet(tmp_path, sample_annotations, sample_images) -> Path:
     return path
 
 
-def test_verl_validation_dump(tmp_path, capsys, sample_annotations, test_parquet):
-    # What verl's _dump_generations writes: input/output/gts/score/step plus the reward's extra keys,
-    # lines shuffled (validation_shuffle) and each image twice (val_kwargs.n = 2).
-    import pyarrow.parquet as pq
+def dump_line(row: dict) -> dict:
+    """What verl's _dump_generations writes for a row answered with its ground truth: input/output/gts/score/step
+    plus the reward's extra keys."""
+    answer = row["reward_model"]["ground_truth"]
+    prompt = row["prompt"][0]["content"].replace("<image>", "")
+    return {
+        "input": f"system\nuser\n{prompt}\nassistant\n",
+        "output": render_response(answer, "thinking"),
+        "gts": answer,
+        "score": 1.0,
+        "step": 3,
+        "reward": 1.0,
+        "iou": 1.0,
+    }
 
+
+def test_verl_validation_dump(tmp_path, capsys, sample_annotations, test_parquet):
+    # Lines shuffled (validation_shuffle) and each image twice (val_kwargs.n = 2).
     rows = pq.read_table(test_parquet).to_pylist()
-    lines = []
-    for row in rows:
-        answer = row["reward_model"]["ground_truth"]
-        prompt = row["prompt"][0]["content"].replace("<image>", "")
-        for _ in range(2):
-            lines.append(
-                {
-                    "input": f"system\nuser\n{prompt}\nassistant\n",
-                    "output": render_response(answer, "thinking"),
-                    "gts": answer,
-                    "score": 1.0,
-                    "step": 3,
-                    "reward": 1.0,
-                    "iou": 1.0,
-                }
-            )
+    lines = [dump_line(row) for row in rows for _ in range(2)]
     random.Random(0).shuffle(lines)
     dump = write_lines(tmp_path / "3.jsonl", lines)
     args = ["--annotations", str(sample_annotations), "--predictions", str(dump)]
@@ -373,6 +375,144 @@ def test_verl_validation_dump(tmp_path, capsys, sample_annotations, test_parquet
     assert code == 0, err
     result = json.loads((tmp_path / "r.json").read_text())
     assert round(result["default"]["full"], 2) == 100.0
+    assert result["settings"]["zero_shot"] is None and "seen" not in result["default"]
     stats = result["settings"]["prediction_stats"]
     assert stats["dump_lines"] == 16 and stats["dump_repeats_skipped"] == 8
     assert result["settings"]["num_images_predicted"] == 8
+
+
+# The sample's 12 classes with ground truth; unseen among them: RF-UC 62 (the rare one), UV 38, 139 and 153
+# (images 2, 1 and 3), UO none.
+ZERO_SHOT_SUBSETS = ("full", "rare", "non_rare", "seen", "unseen")
+
+
+@pytest.mark.parametrize("kind", ["detections", "responses"])
+def test_zero_shot_ground_truth_gives_100_seen_and_unseen(tmp_path, capsys, sample_annotations, kind):
+    lines = (
+        gt_detection_lines(sample_annotations)
+        if kind == "detections"
+        else gt_response_lines(sample_annotations, "resized")
+    )
+    preds = write_lines(tmp_path / "p.jsonl", lines)
+    out = tmp_path / "r.json"
+    args = ["--annotations", str(sample_annotations), "--predictions", str(preds), "--json", str(out)]
+    code, table, err = evaluate(capsys, *args, "--zero-shot", "rf_uc")
+    assert code == 0, err
+    assert "Default       mAP         100.00    100.00    100.00    100.00    100.00\n" in table
+    result = json.loads(out.read_text())
+    assert result["settings"]["zero_shot"] == "rf_uc"
+    assert result["num_classes"] == {"full": 12, "rare": 1, "non_rare": 11, "seen": 11, "unseen": 1}
+    for values in (result["default"], result["known_object"], *result["recall"].values()):
+        assert list(values) == list(ZERO_SHOT_SUBSETS)
+        assert {name: round(value, 2) for name, value in values.items()} == dict.fromkeys(ZERO_SHOT_SUBSETS, 100.0)
+    assert result["notes"] == []
+
+
+def test_zero_shot_table_with_detections_of_unseen_classes_only(tmp_path, capsys, sample_annotations):
+    # Ground truth of UV's 3 unseen classes only: AP and recall 1 for them, 0 for the 9 seen ones. Full 3/12,
+    # Rare 0 (62 is seen), Non-rare 3/11 = 27.27, Seen 0, Unseen 1.
+    unseen = {38, 139, 153}
+    lines = []
+    for line in gt_detection_lines(sample_annotations):
+        detections = [d for d in line["detections"] if d["hoi"] in unseen]
+        if detections:
+            lines.append(line | {"detections": detections})
+    preds = write_lines(tmp_path / "p.jsonl", lines)
+    out = tmp_path / "r.json"
+    args = ["--annotations", str(sample_annotations), "--predictions", str(preds), "--json", str(out)]
+    code, table, err = evaluate(capsys, *args, "--zero-shot", "uv")
+    assert code == 0, err
+    assert table == (
+        "setting                     full      rare  non-rare      seen    unseen\n"
+        "Default       mAP          25.00      0.00     27.27      0.00    100.00\n"
+        "Default       mRec         25.00      0.00     27.27      0.00    100.00\n"
+        "Known-Object  mAP          25.00      0.00     27.27      0.00    100.00\n"
+        "Known-Object  mRec         25.00      0.00     27.27      0.00    100.00\n"
+        "classes with ground truth: 12 (rare 1, non-rare 11; zero-shot uv: seen 9, unseen 3)\n"
+        "images: 8 (3 predicted, 5 without a line); detections: 6\n"
+        "score policy: given; known-object source: images with box ground truth of the object (no anno.mat)\n"
+        "frame: original (annotation boxes as stored, 1-based inclusive; IoU with +1 pixel)\n"
+    )
+    result = json.loads(out.read_text())
+    assert result["default"]["seen"] == 0.0 and result["recall"]["default"]["seen"] == 0.0
+    assert result["default"]["unseen"] == pytest.approx(100.0, abs=1e-9)
+    assert result["default"]["full"] == pytest.approx(25.0, abs=1e-9)
+    assert result["default"]["non_rare"] == pytest.approx(300 / 11, abs=1e-9)
+
+
+def test_zero_shot_without_unseen_ground_truth_has_no_unseen_mean(tmp_path, capsys, sample_annotations):
+    preds = write_lines(tmp_path / "p.jsonl", gt_detection_lines(sample_annotations))
+    out = tmp_path / "r.json"
+    args = ["--annotations", str(sample_annotations), "--predictions", str(preds), "--json", str(out)]
+    code, table, err = evaluate(capsys, *args, "--zero-shot", "uo")
+    assert code == 0, err
+    assert "Default       mAP         100.00    100.00    100.00    100.00       n/a\n" in table
+    assert "Known-Object  mRec        100.00    100.00    100.00    100.00       n/a\n" in table
+    assert "classes with ground truth: 12 (rare 1, non-rare 11; zero-shot uo: seen 12, unseen 0)\n" in table
+    note = (
+        "unseen: no class of this subset has ground truth in these annotations, "
+        "so its mAP and mean recall are undefined (null)"
+    )
+    assert table.endswith(f"note: {note}\n")
+    result = json.loads(out.read_text())
+    assert result["notes"] == [note]
+    assert result["num_classes"]["unseen"] == 0
+    for values in (result["default"], result["known_object"], *result["recall"].values()):
+        assert values["unseen"] is None and round(values["seen"], 2) == 100.0
+
+
+def zero_shot_parquet(test_parquet: Path, settings: list[str | None], out: Path) -> Path:
+    """``test_parquet`` with ``extra_info.zero_shot`` of row ``r`` set to ``settings[r]``."""
+    rows = pq.read_table(test_parquet).to_pylist()
+    for row, setting in zip(rows, settings, strict=True):
+        row["extra_info"]["zero_shot"] = setting
+    pq.write_table(pa.Table.from_pylist(rows), out)
+    return out
+
+
+def test_verl_validation_dump_takes_the_setting_its_rows_record(tmp_path, capsys, sample_annotations, test_parquet):
+    data = zero_shot_parquet(test_parquet, ["uv"] * 8, tmp_path / "uv.parquet")
+    dump = write_lines(tmp_path / "3.jsonl", [dump_line(row) for row in pq.read_table(data).to_pylist()])
+    args = ["--annotations", str(sample_annotations), "--predictions", str(dump), "--data", str(data)]
+    results = []
+    for option in ((), ("--zero-shot", "uv")):
+        out = tmp_path / f"r{len(results)}.json"
+        code, table, err = evaluate(capsys, *args, *option, "--json", str(out))
+        assert code == 0, err
+        assert "classes with ground truth: 12 (rare 1, non-rare 11; zero-shot uv: seen 9, unseen 3)\n" in table
+        results.append(json.loads(out.read_text()))
+    assert results[0] == results[1] | {"settings": results[0]["settings"]}
+    assert results[0]["settings"]["zero_shot"] == "uv"
+    assert {name: round(value, 2) for name, value in results[0]["default"].items()} == dict.fromkeys(
+        ZERO_SHOT_SUBSETS, 100.0
+    )
+
+
+@pytest.mark.parametrize(
+    ("settings", "option", "message"),
+    [
+        (
+            ["uv"] * 8,
+            ("--zero-shot", "rf_uc"),
+            "--zero-shot rf_uc disagrees with {data}, whose rows record the setting uv",
+        ),
+        (
+            ["uv"] * 7 + [None],
+            (),
+            "{data}: row 7: extra_info.zero_shot is None but row 0's is 'uv': "
+            "the rows of one evaluation must record one zero-shot setting",
+        ),
+        (
+            [None, "UV", *[None] * 6],
+            (),
+            "{data}: row 1: extra_info.zero_shot must be one of rf_uc, nf_uc, uo, uv or null; got 'UV'",
+        ),
+    ],
+)
+def test_zero_shot_settings_that_disagree(
+    tmp_path, capsys, sample_annotations, test_parquet, settings, option, message
+):
+    data = zero_shot_parquet(test_parquet, settings, tmp_path / "z.parquet")
+    dump = write_lines(tmp_path / "3.jsonl", [dump_line(row) for row in pq.read_table(data).to_pylist()])
+    args = ["--annotations", str(sample_annotations), "--predictions", str(dump), "--data", str(data), *option]
+    assert evaluate(capsys, *args) == (2, "", f"error: {message.format(data=data)}\n")

@@ -97,6 +97,12 @@ CASES = {
         "(see python -m verl_hoi.evaluate --help)",
         extra=("--split", "val"),
     ),
+    "unknown zero-shot setting": Case(
+        GOOD_FILES,
+        "argument --zero-shot: invalid choice: 'rf' (choose from 'rf_uc', 'nf_uc', 'uo', 'uv') "
+        "(see python -m verl_hoi.evaluate --help)",
+        extra=("--zero-shot", "rf"),
+    ),
     "predictions left out": Case(
         GOOD_FILES,
         "the following arguments are required: --predictions (see python -m verl_hoi.evaluate --help)",

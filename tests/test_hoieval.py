@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from verl_hoi.hicodet import load_annotations
 from verl_hoi.hoieval import THRESHOLDS, Detections, GroundTruth, HOIEval, known_objects_from_boxes
 from verl_hoi.vocab import HOI_CLASSES, NUM_HOI, RARE_HOI, hoi_id, object_id, verb_id
+from verl_hoi.zero_shot import unseen_classes
 
 C = 0  # HOI class used by the hand-computed cases ("board airplane", non-rare)
 BOX = [1.0, 1.0, 10.0, 10.0]  # 10 x 10 pixels with the +1 convention
@@ -21,7 +22,7 @@ def box_at(k: int) -> list[float]:
     return [1.0 + 20 * k, 1.0, 10.0 + 20 * k, 10.0]
 
 
-def run(gt_rows, det_rows, num_images=1, settings_=("default",)):
+def run(gt_rows, det_rows, num_images=1, settings_=("default",), unseen=None):
     """gt_rows: (image, hoi, human, object); det_rows: (image, hoi, human, object, score)."""
     gt = GroundTruth(
         image=[r[0] for r in gt_rows],
@@ -37,7 +38,7 @@ def run(gt_rows, det_rows, num_images=1, settings_=("default",)):
         object=[r[3] for r in det_rows],
         score=[r[4] for r in det_rows],
     )
-    ev = HOIEval(gt, dets, settings=settings_)
+    ev = HOIEval(gt, dets, settings=settings_, unseen=unseen)
     ev.evaluate()
     ev.accumulate()
     return ev
@@ -195,6 +196,37 @@ def test_summary_means_rare_and_non_rare_and_skips_classes_without_ground_truth(
     assert np.isnan(ev.ap["default"][5])  # class 5 has no ground truth: not in the means
 
 
+def test_summary_adds_seen_and_unseen_means_over_classes_with_ground_truth():
+    # Class AP (recall): C 1 (1), 1 1/2 (1: a higher-scored miss, then the hit), rare 8 0 (0: no detection).
+    # Unseen {C, 5}; class 5 has a detection but no ground truth, so Unseen covers C alone and Seen 1 and 8.
+    rare = min(RARE_HOI)
+    gt = [(0, C, BOX, BOX), (0, 1, BOX, BOX), (0, rare, BOX, BOX)]
+    dets = [(0, C, BOX, BOX, 1.0), (0, 1, box_at(5), box_at(5), 0.9), (0, 1, BOX, BOX, 0.8), (0, 5, BOX, BOX, 1.0)]
+    ev = run(gt, dets, unseen=frozenset({C, 5}))
+    result = ev.summarize()
+    assert ev.subsets == ("full", "rare", "non_rare", "seen", "unseen")
+    assert result["num_classes"] == {"full": 3, "rare": 1, "non_rare": 2, "seen": 2, "unseen": 1}
+    # full (1 + 1/2 + 0) / 3, rare 0, non-rare (1 + 1/2) / 2, seen (1/2 + 0) / 2, unseen 1
+    expected = {"full": 50.0, "rare": 0.0, "non_rare": 75.0, "seen": 25.0, "unseen": 100.0}
+    assert result["default"] == pytest.approx(expected, abs=1e-9)
+    # recall: full (1 + 1 + 0) / 3, rare 0, non-rare 1, seen (1 + 0) / 2, unseen 1
+    expected_recall = {"full": 200 / 3, "rare": 0.0, "non_rare": 100.0, "seen": 50.0, "unseen": 100.0}
+    assert result["recall"]["default"] == pytest.approx(expected_recall, abs=1e-9)
+
+
+def test_summary_without_unseen_classes_has_no_seen_or_unseen():
+    ev = run([(0, C, BOX, BOX)], [(0, C, BOX, BOX, 1.0)])
+    assert ev.subsets == ("full", "rare", "non_rare")
+    assert set(ev.summarize()["default"]) == {"full", "rare", "non_rare"}
+
+
+def test_unseen_class_out_of_range_is_rejected():
+    gt = GroundTruth(image=[0], hoi=[C], human=[BOX], object=[BOX], num_images=1)
+    dets = Detections(image=[0], hoi=[C], human=[BOX], object=[BOX], score=[1.0])
+    with pytest.raises(ValueError, match=r"unseen must lie in \[0, 600\)"):
+        HOIEval(gt, dets, unseen=frozenset({600}))
+
+
 def test_no_detections_gives_zero():
     ev = run([(0, C, BOX, BOX)], [])
     assert ev.ap["default"][C] == 0.0 and ev.recall["default"][C] == 0.0
@@ -231,6 +263,19 @@ def test_ground_truth_as_predictions_on_the_sample_gives_100(sample_annotations)
         assert round(result[setting]["full"], 2) == 100.00
         assert result["recall"][setting]["full"] == 100.0
     assert result["num_classes"]["full"] == len(set(gt.hoi.tolist()))
+
+
+@pytest.mark.parametrize(("setting", "seen", "unseen"), [("rf_uc", 11, 1), ("nf_uc", 2, 10), ("uv", 9, 3)])
+def test_ground_truth_as_predictions_on_the_sample_gives_100_seen_and_unseen(sample_annotations, setting, seen, unseen):
+    # The sample's 12 classes: RF-UC leaves out 62; NF-UC all but 62 and 143; UV 38, 139 and 153.
+    gt = GroundTruth.from_annotations(load_annotations(sample_annotations))
+    dets = Detections(image=gt.image, hoi=gt.hoi, human=gt.human, object=gt.object, score=np.ones(len(gt.image)))
+    result = HOIEval(gt, dets, unseen=unseen_classes(setting)).run()
+    assert (result["num_classes"]["seen"], result["num_classes"]["unseen"]) == (seen, unseen)
+    for values in (result["default"], result["known_object"]):
+        assert {name: round(value, 2) for name, value in values.items()} == dict.fromkeys(
+            ("full", "rare", "non_rare", "seen", "unseen"), 100.0
+        )
 
 
 def test_ground_truth_as_predictions_on_many_classes_gives_100():
@@ -332,3 +377,4 @@ def test_matches_a_literal_port_of_the_matlab_code(case):
 
 def test_names_used_by_the_cases():
     assert hoi_id(verb_id("board"), object_id("airplane")) == C and C not in RARE_HOI
+    assert 1 not in RARE_HOI

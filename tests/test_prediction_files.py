@@ -1,15 +1,20 @@
 """Prediction lines read into detections (``verl_hoi.prediction_files``): bad lines are one ``ValueError`` naming
 the line, a score is needed only by the policies that rank by it, and any JSON line is read or refused that
-way. The command line: test_evaluate_cli.py and test_evaluate_cli_bad_input.py."""
+way; the zero-shot setting a parquet's rows record, and one passed in Python. The command line:
+test_evaluate_cli.py and test_evaluate_cli_bad_input.py."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from verl_hoi.prediction_files import line_detections
+from verl_hoi.prediction_files import data_zero_shot, evaluate_predictions, line_detections
 from verl_hoi.scored_triplets import score_policy_choices
 from verl_hoi.vocab import NUM_HOI
 
@@ -162,3 +167,33 @@ def test_any_json_line_is_read_or_refused_with_a_value_error(
         return
     assert np.isfinite(dets.human).all() and np.isfinite(dets.object).all() and not np.isnan(dets.score).any()
     assert ((dets.hoi >= 0) & (dets.hoi < NUM_HOI)).all()
+
+
+def parquet_rows(path, extra_infos: list[dict]):
+    """A parquet of rows as a validation dump needs them, with these ``extra_info`` values."""
+    row = {"prompt": [{"role": "user", "content": "<image>Find."}], "reward_model": {"ground_truth": "[]"}}
+    pq.write_table(pa.Table.from_pylist([row | {"extra_info": extra} for extra in extra_infos]), path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("extra_infos", "expected"),
+    [
+        ([{"index": 0}, {"index": 1}], None),  # nothing recorded: no key at all
+        ([{"index": 0, "zero_shot": None}], None),
+        ([{"index": 0, "zero_shot": "nf_uc"}, {"index": 1, "zero_shot": "nf_uc"}], "nf_uc"),
+    ],
+)
+def test_zero_shot_setting_recorded_in_rows(tmp_path, extra_infos, expected):
+    assert data_zero_shot(parquet_rows(tmp_path / "d.parquet", extra_infos)) == expected
+
+
+def test_zero_shot_setting_in_python(tmp_path, sample_annotations):
+    preds = tmp_path / "p.jsonl"
+    preds.write_text(json.dumps({"file_name": NAME, "detections": []}) + "\n")
+    result = evaluate_predictions(sample_annotations, preds, zero_shot="nf_uc")
+    assert result["num_classes"] == {"full": 12, "rare": 1, "non_rare": 11, "seen": 2, "unseen": 10}
+    assert result["default"] == dict.fromkeys(("full", "rare", "non_rare", "seen", "unseen"), 0.0)
+    assert result["settings"]["zero_shot"] == "nf_uc"
+    with pytest.raises(ValueError, match="^unknown zero-shot setting 'rf'; valid settings: rf_uc, nf_uc, uo, uv$"):
+        evaluate_predictions(sample_annotations, preds, zero_shot="rf")

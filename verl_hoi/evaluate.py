@@ -3,7 +3,7 @@
 
     python -m verl_hoi.evaluate --annotations instances_test2015.json --predictions preds.jsonl \\
         [--json result.json] [--score-policy {auto,given,rank,constant,logprob}] \\
-        [--known-object-source {boxes,anno.mat}] [--data test.parquet]
+        [--known-object-source {boxes,anno.mat}] [--data test.parquet] [--zero-shot {rf_uc,nf_uc,uo,uv}]
 
 Predictions are JSONL, one line per image, in any line order; each line is one of
 
@@ -34,6 +34,11 @@ full precision with the settings used and the per-class AP, recall and ground-tr
 without any class with ground truth (no rare class among the annotated images, say) has no mean:
 ``n/a`` in the table, ``null`` in the JSON, and a line in ``notes`` says why.
 
+``--zero-shot`` names one of the zero-shot settings (``verl_hoi.zero_shot``) and adds Seen and Unseen
+columns: means over the classes the setting trains on and over its unseen classes (Full, Rare and
+Non-rare stay). Without it, the setting that the rows of ``--data`` record (``extra_info.zero_shot``)
+applies; a ``--zero-shot`` that differs from it is an error.
+
 Prediction lines are checked value by value, nothing is coerced (``verl_hoi.prediction_files`` lists the
 rules); a mistake in any input ends the run with one ``error:`` line naming the file and the line,
 exit code 2. ``--json`` is checked before the evaluation starts: a folder, a missing folder or one of
@@ -58,9 +63,10 @@ from verl_hoi.cli import (
     write_json_atomic,
 )
 from verl_hoi.hicodet import SPLITS
-from verl_hoi.hoieval import KNOWN_FROM_BOXES, SETTINGS, SUBSETS
+from verl_hoi.hoieval import KNOWN_FROM_BOXES, SETTINGS
 from verl_hoi.prediction_files import evaluate_predictions
 from verl_hoi.scored_triplets import AUTO_POLICY, score_policy_choices
+from verl_hoi.zero_shot import ZERO_SHOT_SETTINGS
 
 __all__ = ["format_table", "main"]
 
@@ -68,16 +74,21 @@ __all__ = ["format_table", "main"]
 def format_table(result: dict[str, Any]) -> str:
     """The mAP / mean recall table (×100, two decimals) and the settings it was computed with."""
     titles = {"default": "Default", "known_object": "Known-Object"}
-    header = f"{'setting':<14}{'':<8}" + "".join(f"{name.replace('_', '-'):>10}" for name in SUBSETS)
+    s = result["settings"]
+    n = result["num_classes"]
+    zero_shot = s["zero_shot"]
+    subsets = tuple(n)  # the subsets the result holds, in order
+    header = f"{'setting':<14}{'':<8}" + "".join(f"{name.replace('_', '-'):>10}" for name in subsets)
     rows = [header]
     for setting in SETTINGS:
         for label, values in (("mAP", result[setting]), ("mRec", result["recall"][setting])):
-            cells = ("n/a" if values[name] is None else f"{values[name]:.2f}" for name in SUBSETS)
+            cells = ("n/a" if values[name] is None else f"{values[name]:.2f}" for name in subsets)
             rows.append(f"{titles[setting]:<14}{label:<8}" + "".join(f"{cell:>10}" for cell in cells))
-    s = result["settings"]
-    n = result["num_classes"]
+    classes = f"rare {n['rare']}, non-rare {n['non_rare']}"
+    if zero_shot is not None:
+        classes += f"; zero-shot {zero_shot}: seen {n['seen']}, unseen {n['unseen']}"
     rows += [
-        f"classes with ground truth: {n['full']} (rare {n['rare']}, non-rare {n['non_rare']})",
+        f"classes with ground truth: {n['full']} ({classes})",
         f"images: {s['num_images']} ({s['num_images_predicted']} predicted, {s['num_images_missing']} without a line); "
         f"detections: {s['num_detections']}",
         f"score policy: {s['score_policy']}; known-object source: {s['known_object_source']}",
@@ -101,8 +112,15 @@ def _parser() -> argparse.ArgumentParser:
         metavar="{boxes,PATH/anno.mat}",
         help="'boxes' (images with box ground truth of the object; default) or HICO's anno.mat",
     )
-    parser.add_argument("--data", help="the parquet a verl validation dump was made on")
+    parser.add_argument(
+        "--data", help="the parquet a verl validation dump was made on (its rows' zero-shot setting applies)"
+    )
     parser.add_argument("--split", choices=sorted(SPLITS), default="test", help="annotation split (default test)")
+    parser.add_argument(
+        "--zero-shot",
+        choices=ZERO_SHOT_SETTINGS,
+        help="add Seen / Unseen means of this zero-shot setting (default: the one --data's rows record, if any)",
+    )
     return parser
 
 
@@ -144,6 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             known_object_source=args.known_object_source,
             data=args.data,
             split=args.split,
+            zero_shot=args.zero_shot,
         )
     except (UsageError, ValueError) as error:
         return fail(error)

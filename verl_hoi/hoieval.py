@@ -4,7 +4,8 @@ Pure arrays in, numbers out; no file reading (``verl_hoi.prediction_files`` read
 ``verl_hoi.evaluate`` is the command line). The shape follows pycocotools' ``COCOeval``:
 :meth:`HOIEval.evaluate` matches detections to ground truth, :meth:`HOIEval.accumulate` builds
 precision/recall and the 11-point AP per class, :meth:`HOIEval.summarize` returns the Full / Rare /
-Non-rare means. Intermediate arrays are kept, so a per-class number is a slice.
+Non-rare means, and the Seen / Unseen means of a zero-shot setting when given its unseen classes.
+Intermediate arrays are kept, so a per-class number is a slice.
 
 The MATLAB behaviour reproduced here (and where common Python ports differ):
 
@@ -64,6 +65,7 @@ __all__ = [
     "SETTINGS",
     "SUBSETS",
     "THRESHOLDS",
+    "ZERO_SHOT_SUBSETS",
     "Detections",
     "GroundTruth",
     "HOIEval",
@@ -77,6 +79,8 @@ THRESHOLDS: tuple[float, ...] = (0.0, 0.1, 0.2, 0.30000000000000004, 0.4, 0.5, 0
 MIN_OVERLAP = 0.5
 SETTINGS: tuple[str, ...] = ("default", "known_object")
 SUBSETS: tuple[str, ...] = ("full", "rare", "non_rare")
+ZERO_SHOT_SUBSETS: tuple[str, ...] = ("seen", "unseen")
+"""Added to :data:`SUBSETS` when :class:`HOIEval` is given a zero-shot setting's unseen classes."""
 KNOWN_FROM_BOXES = "boxes"
 """The Known-Object source that takes the images with box ground truth of an object (:func:`known_objects_from_boxes`),
 as the command line names it; the alternative is HICO's ``anno.mat``."""
@@ -238,6 +242,9 @@ class HOIEval:
         dets: the detections; their image indices must be below ``gt.num_images``.
         settings: any of :data:`SETTINGS` (``"default"``, ``"known_object"``).
         min_overlap: ``ov >= min_overlap`` is a match (0.5 officially).
+        unseen: the 0-based HOI classes a zero-shot setting kept out of training
+            (``verl_hoi.zero_shot.unseen_classes``); the summary then adds Seen (the other classes)
+            and Unseen means. ``None``: no zero-shot setting.
 
     The arrays each phase fills are listed in the module docstring.
     """
@@ -246,6 +253,7 @@ class HOIEval:
     dets: Detections
     settings: Sequence[str] = SETTINGS
     min_overlap: float = MIN_OVERLAP
+    unseen: frozenset[int] | None = None
     order: dict[str, np.ndarray] = field(default_factory=dict, init=False, repr=False)
     tp: dict[str, np.ndarray] = field(default_factory=dict, init=False, repr=False)
     bounds: dict[str, np.ndarray] = field(default_factory=dict, init=False, repr=False)
@@ -259,6 +267,8 @@ class HOIEval:
         if unknown:
             raise ValueError(f"unknown setting(s) {unknown}; valid settings: {', '.join(SETTINGS)}")
         _check_range(self.dets.image, self.gt.num_images, "detection image")
+        if self.unseen is not None:
+            _check_range(np.array(sorted(self.unseen), dtype=np.int64), NUM_HOI, "unseen")
         self.npos = self.gt.npos
         gt_key = self.gt.hoi * self.gt.num_images + self.gt.image
         self._gt_order = np.argsort(gt_key, kind="stable")  # (G,) grouped by (class, image), file order kept
@@ -348,19 +358,24 @@ class HOIEval:
             recall[no_gt] = np.nan
             self.ap[setting], self.recall[setting] = ap, recall
 
+    @property
+    def subsets(self) -> tuple[str, ...]:
+        """What :meth:`summarize` averages over: :data:`SUBSETS`, and :data:`ZERO_SHOT_SUBSETS` given ``unseen``."""
+        return SUBSETS if self.unseen is None else SUBSETS + ZERO_SHOT_SUBSETS
+
     def summarize(self) -> dict:
-        """Means over Full / Rare / Non-rare, in percent (×100), full precision.
+        """Means over Full / Rare / Non-rare (and Seen / Unseen with ``unseen``), in percent (×100), full precision.
 
         Returns:
             ``{setting: {"full", "rare", "non_rare"}, "recall": {setting: {...}},
-            "num_classes": {"full", "rare", "non_rare"}}`` for each evaluated setting;
-            ``num_classes`` counts the classes with ground truth that the means cover; a subset
-            where that count is 0 has no mean: ``nan`` (``verl_hoi.prediction_files.evaluate_predictions``
-            makes it null).
+            "num_classes": {"full", "rare", "non_rare"}}`` for each evaluated setting, each dictionary
+            keyed by :attr:`subsets`; ``num_classes`` counts the classes with ground truth that the
+            means cover; a subset where that count is 0 has no mean: ``nan``
+            (``verl_hoi.prediction_files.evaluate_predictions`` makes it null).
         """
         if not self.ap:
             self.accumulate()
-        masks = _subset_masks(self.npos)
+        masks = _subset_masks(self.npos, self.unseen)
         result: dict = {}
         for setting in self.settings:
             result[setting] = {name: _mean_percent(self.ap[setting], mask) for name, mask in masks.items()}
@@ -370,11 +385,8 @@ class HOIEval:
         }
         result["num_classes"] = {name: int(mask.sum()) for name, mask in masks.items()}
         for setting in self.settings:
-            logger.info(
-                "%s mAP full %.2f rare %.2f non-rare %.2f",
-                setting,
-                *(result[setting][name] for name in SUBSETS),
-            )
+            means = " ".join(f"{name.replace('_', '-')} {value:.2f}" for name, value in result[setting].items())
+            logger.info("%s mAP %s", setting, means)
         return result
 
     def run(self) -> dict:
@@ -389,9 +401,14 @@ def _paired_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return box_iou(a[:, None, :], b[:, None, :], inclusive=True)[:, 0, 0]
 
 
-def _subset_masks(npos: np.ndarray) -> dict[str, np.ndarray]:
+def _subset_masks(npos: np.ndarray, unseen: frozenset[int] | None) -> dict[str, np.ndarray]:
+    """``(C,)`` bool per subset: the classes with ground truth that its mean covers."""
     has_gt = npos > 0
-    return {"full": has_gt, "rare": has_gt & _RARE_MASK, "non_rare": has_gt & ~_RARE_MASK}
+    masks = {"full": has_gt, "rare": has_gt & _RARE_MASK, "non_rare": has_gt & ~_RARE_MASK}
+    if unseen is not None:
+        unseen_mask = np.isin(np.arange(NUM_HOI), sorted(unseen))
+        masks |= {"seen": has_gt & ~unseen_mask, "unseen": has_gt & unseen_mask}
+    return masks
 
 
 def _mean_percent(values: np.ndarray, mask: np.ndarray) -> float:

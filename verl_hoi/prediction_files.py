@@ -3,7 +3,9 @@
 A predictions file is JSONL, one line per image, in any line order; :func:`verl_hoi.jsonl.iter_jsonl` streams
 its lines, :func:`line_detections` scores one line, :func:`load_predictions` aligns a whole file to
 ``verl_hoi.hicodet`` records as :class:`verl_hoi.hoieval.Detections`, and :func:`evaluate_predictions`
-runs the official metric (:class:`verl_hoi.hoieval.HOIEval`) on an annotation and a predictions file.
+runs the official metric (:class:`verl_hoi.hoieval.HOIEval`) on an annotation and a predictions file,
+with the Seen / Unseen means of a zero-shot setting (:mod:`verl_hoi.zero_shot`) when one is given or
+:func:`data_zero_shot` finds it recorded in the parquet's rows.
 A line is one of
 
 - ``{"file_name", "detections": [{"human", "object", "hoi", "score"}, ...]}``: boxes in the
@@ -46,7 +48,7 @@ import numpy as np
 from verl_hoi.answer import MAX_COORD
 from verl_hoi.frames import model_size as compute_model_size
 from verl_hoi.hicodet import ImageAnnotation, known_objects_from_anno_mat, load_annotations
-from verl_hoi.hoieval import KNOWN_FROM_BOXES, SETTINGS, SUBSETS, Detections, GroundTruth, HOIEval
+from verl_hoi.hoieval import KNOWN_FROM_BOXES, SETTINGS, Detections, GroundTruth, HOIEval
 from verl_hoi.jsonl import iter_jsonl
 from verl_hoi.prompts import IMAGE_PLACEHOLDER, prefilled_think
 from verl_hoi.rows import row_geometry
@@ -62,8 +64,9 @@ from verl_hoi.scored_triplets import (
     score_policy_choices,
 )
 from verl_hoi.vocab import NUM_HOI, hoi_name
+from verl_hoi.zero_shot import ZERO_SHOT_SETTINGS, check_setting, unseen_classes
 
-__all__ = ["PredictionSet", "evaluate_predictions", "line_detections", "load_predictions"]
+__all__ = ["PredictionSet", "data_zero_shot", "evaluate_predictions", "line_detections", "load_predictions"]
 
 logger = logging.getLogger(__name__)
 
@@ -271,6 +274,38 @@ def _read_dump_rows(data: str | Path) -> list[dict]:
     return table
 
 
+def data_zero_shot(data: str | Path) -> str | None:
+    """The zero-shot setting the rows of a converted parquet record (``extra_info.zero_shot``), or None.
+
+    Raises:
+        ValueError: not a parquet of rows (as a validation dump needs them), a value that is not one of
+            :data:`verl_hoi.zero_shot.ZERO_SHOT_SETTINGS` or null, or rows that record different settings.
+    """
+    recorded = [row["extra_info"].get("zero_shot") for row in _read_dump_rows(data)]
+    for r, setting in enumerate(recorded):
+        if setting is not None and setting not in ZERO_SHOT_SETTINGS:
+            raise ValueError(
+                f"{data}: row {r}: extra_info.zero_shot must be one of {', '.join(ZERO_SHOT_SETTINGS)} or null; "
+                f"got {setting!r:.60}"
+            )
+        if setting != recorded[0]:
+            raise ValueError(
+                f"{data}: row {r}: extra_info.zero_shot is {setting!r} but row 0's is {recorded[0]!r}: "
+                "the rows of one evaluation must record one zero-shot setting"
+            )
+    return recorded[0] if recorded else None
+
+
+def _zero_shot_setting(zero_shot: str | None, data: str | Path | None) -> str | None:
+    """``zero_shot``, else the setting ``data``'s rows record (:func:`data_zero_shot`); the two must agree."""
+    if zero_shot is not None:
+        check_setting(zero_shot)
+    recorded = None if data is None else data_zero_shot(data)
+    if zero_shot is not None and recorded not in (None, zero_shot):
+        raise ValueError(f"--zero-shot {zero_shot} disagrees with {data}, whose rows record the setting {recorded}")
+    return zero_shot or recorded
+
+
 def _dump_lines(
     path: str | Path, lines: list[tuple[int, dict]], data: str | Path | None, stats: dict
 ) -> list[tuple[int, dict]]:
@@ -439,6 +474,7 @@ def evaluate_predictions(
     known_object_source: str = KNOWN_FROM_BOXES,
     data: str | Path | None = None,
     split: str = "test",
+    zero_shot: str | None = None,
 ) -> dict[str, Any]:
     """Everything ``python -m verl_hoi.evaluate`` does but printing: the result dictionary written by ``--json``.
 
@@ -447,20 +483,25 @@ def evaluate_predictions(
         predictions_path: the predictions JSONL (or a verl validation dump, with ``data``).
         score_policy: one of :func:`verl_hoi.scored_triplets.score_policy_choices`.
         known_object_source: :data:`verl_hoi.hoieval.KNOWN_FROM_BOXES` or the path of HICO's ``anno.mat``.
-        data: the parquet a verl validation dump was made on.
+        data: the parquet a verl validation dump was made on; a zero-shot setting its rows record
+            (:func:`data_zero_shot`) applies when ``zero_shot`` is None.
         split: the annotation split.
+        zero_shot: one of :data:`verl_hoi.zero_shot.ZERO_SHOT_SETTINGS`: adds the ``"seen"`` and ``"unseen"``
+            means (over the setting's unseen classes and the others) to every subset dictionary.
 
     Returns:
-        ``{"default": {"full", "rare", "non_rare"}, "known_object": {...}, "recall": {setting: {...}},
-        "num_classes": {...}, "notes": [...], "settings": {...}, "per_class": {"name", "npos",
-        "ap": {setting: [600]}, "recall": {setting: [600]}}}``; mAP and recall in percent, full
-        precision, ``None`` for classes without ground truth and for subsets without such a class
-        (``notes`` says which).
+        ``{"default": {"full", "rare", "non_rare"[, "seen", "unseen"]}, "known_object": {...},
+        "recall": {setting: {...}}, "num_classes": {...}, "notes": [...], "settings": {..., "zero_shot"},
+        "per_class": {"name", "npos", "ap": {setting: [600]}, "recall": {setting: [600]}}}``; mAP and
+        recall in percent, full precision, ``None`` for classes without ground truth and for subsets
+        without such a class (``notes`` says which).
 
     Raises:
-        ValueError: a malformed annotation, predictions or ``anno.mat`` file (the message names it).
+        ValueError: a malformed annotation, predictions, parquet or ``anno.mat`` file (the message names it),
+            an unknown zero-shot setting, or one that differs from the setting ``data`` records.
     """
     annotations = load_annotations(annotations_path, split)
+    zero_shot = _zero_shot_setting(zero_shot, data)
     file_names = [record.file_name for record in annotations]
     if known_object_source == KNOWN_FROM_BOXES:
         known, source = None, "images with box ground truth of the object (no anno.mat)"
@@ -469,10 +510,10 @@ def evaluate_predictions(
         source = f"image-level labels of {Path(known_object_source).name} (anno_{split} == 1)"
     gt = GroundTruth.from_annotations(annotations, known_objects=known, known_object_source=source)
     predictions = load_predictions(predictions_path, annotations, score_policy=score_policy, data=data)
-    ev = HOIEval(gt, predictions.detections)
+    ev = HOIEval(gt, predictions.detections, unseen=None if zero_shot is None else unseen_classes(zero_shot))
     result = ev.run()
     result["notes"] = []
-    for name in SUBSETS:
+    for name in ev.subsets:
         if result["num_classes"][name] == 0:  # the mean over no class is undefined: NaN, written as null
             for setting in SETTINGS:
                 result[setting][name] = result["recall"][setting][name] = None
@@ -485,6 +526,7 @@ def evaluate_predictions(
         "predictions": str(predictions_path),
         "score_policy": predictions.score_policy,
         "known_object_source": source,
+        "zero_shot": zero_shot,
         "frame": "original (annotation boxes as stored, 1-based inclusive; IoU with +1 pixel)",
         "min_overlap": ev.min_overlap,
         "max_per_image_for_responses": MAX_PER_IMAGE,
