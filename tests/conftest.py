@@ -10,7 +10,10 @@ its cost keeps that count in both.
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -64,6 +67,24 @@ def processor(tiny_model_dir: Path):
     from transformers import AutoProcessor
 
     return AutoProcessor.from_pretrained(tiny_model_dir)
+
+
+def as_train_split(
+    annotations: Path, images: Path, out: Path, edit: Callable[[dict], None] | None = None
+) -> tuple[Path, Path]:
+    """The sample renamed into a train split under ``out``: ``instances_train2015.json`` (changed by ``edit``, if
+    given) and ``train_images/``."""
+    doc = json.loads(annotations.read_text())
+    doc["filenames"] = [name.replace("test2015", "train2015") for name in doc["filenames"]]
+    if edit is not None:
+        edit(doc)
+    train_images = out / "train_images"
+    train_images.mkdir()
+    for image in images.iterdir():
+        shutil.copy(image, train_images / image.name.replace("test2015", "train2015"))
+    train_annotations = out / "instances_train2015.json"
+    train_annotations.write_text(json.dumps(doc))
+    return train_annotations, train_images
 
 
 def convert(tmp_path: Path, annotations: Path, images: Path, name: str, **options) -> Path:

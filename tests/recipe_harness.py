@@ -105,3 +105,19 @@ def first_prompt(config: DictConfig, model_dir: Path) -> tuple[dict, dict]:
     text = processor.apply_chat_template(row["raw_prompt"], add_generation_prompt=True, tokenize=False)
     inputs = processor(text=[text], images=images, return_tensors="pt")
     return row, {"images": images, "inputs": inputs, "processor": processor}
+
+
+def verl_data_config(**overrides) -> DictConfig:
+    """verl's own GRPO data config with the HOI dataset adapter selected and ``overrides`` applied, as the
+    trainer would hand it to the dataset (no length filter, room for any prompt)."""
+    base = OmegaConf.load(VERL_CONFIGS / "data" / "legacy_data.yaml")
+    custom = {
+        "custom_cls": {"path": "pkg://verl_hoi.verl_plugin.dataset", "name": "HOIDataset"},
+        "max_prompt_length": 8192,
+        "filter_overlong_prompts": False,
+        **overrides,
+    }
+    config = OmegaConf.merge(base, custom)
+    config.pop("tool_config_path")  # interpolations into the trainer config, absent here
+    config.pop("function_tool_path")
+    return config

@@ -13,6 +13,7 @@ from itertools import islice
 import pyarrow.parquet as pq
 import pytest
 from cli_harness import REPO, SAMPLE_JPEG, truncated
+from conftest import as_train_split
 from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
@@ -306,15 +307,7 @@ def _main(capsys, *argv):
 @pytest.fixture
 def train_sample(tmp_path, sample_annotations, sample_images):
     """The sample renamed into a train split: annotations json and image folder."""
-    doc = json.loads(sample_annotations.read_text())
-    doc["filenames"] = [name.replace("test2015", "train2015") for name in doc["filenames"]]
-    images = tmp_path / "train_images"
-    images.mkdir()
-    for image in sample_images.iterdir():
-        shutil.copy(image, images / image.name.replace("test2015", "train2015"))
-    annotations = tmp_path / "instances_train2015.json"
-    annotations.write_text(json.dumps(doc))
-    return annotations, images
+    return as_train_split(sample_annotations, sample_images, tmp_path)
 
 
 def test_cli_train_skips_images_without_pairs(tmp_path, capsys, train_sample):

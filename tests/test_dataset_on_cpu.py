@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 from conftest import TINY_MAX_PIXELS, TINY_MIN_PIXELS
-from omegaconf import OmegaConf
+from recipe_harness import verl_data_config
 from transformers import AutoTokenizer
 from verl.utils.dataset.rl_dataset import RLHFDataset, get_dataset_class
 from verl.utils.tokenizer import build_multimodal_processor_inputs
@@ -30,30 +30,13 @@ def _convert(tmp_path: Path, annotations: Path, images: Path, **options) -> Path
     return path
 
 
-def _config(**overrides):
-    """verl's own data config, with our dataset class selected."""
-    import verl
-
-    base = OmegaConf.load(Path(verl.__file__).parent / "trainer/config/data/legacy_data.yaml")
-    custom = {
-        "custom_cls": {"path": "pkg://verl_hoi.verl_plugin.dataset", "name": "HOIDataset"},
-        "max_prompt_length": 8192,
-        "filter_overlong_prompts": False,
-        **overrides,
-    }
-    config = OmegaConf.merge(base, custom)
-    config.pop("tool_config_path")  # interpolations into the trainer config, absent here
-    config.pop("function_tool_path")
-    return config
-
-
 @pytest.fixture(scope="module")
 def tokenizer(tiny_model_dir):
     return AutoTokenizer.from_pretrained(tiny_model_dir)
 
 
 def _dataset(path, tokenizer, processor, **overrides):
-    config = _config(**overrides)
+    config = verl_data_config(**overrides)
     cls = get_dataset_class(config)
     assert cls is HOIDataset
     return cls(data_files=[str(path)], tokenizer=tokenizer, config=config, processor=processor)
@@ -104,7 +87,7 @@ def test_sample_model_sizes(tmp_path, sample_annotations, sample_images, tokeniz
     assert sizes[6] == [168, 252]
 
 
-def test_prompt_rebuilt_from_config(tmp_path, sample_annotations, sample_images, tokenizer, processor):
+def test_prompt_rebuilt_fromverl_data_config(tmp_path, sample_annotations, sample_images, tokenizer, processor):
     path = _convert(tmp_path, sample_annotations, sample_images, frame="norm1000")
     dataset = _dataset(path, tokenizer, processor, hoi={"prompt": "hoi_r1_plain"})
     item = dataset[0]
@@ -249,7 +232,7 @@ def test_every_row_bad_stops_even_when_skipping(tmp_path, sample_annotations, sa
 
 def test_only_the_selected_rows_are_checked(tmp_path, sample_annotations, sample_images, tokenizer, processor):
     edited = _rewrite(_convert(tmp_path, sample_annotations, sample_images), _drop_placeholder)  # row 4
-    config = _config(shuffle=False)  # data.train_max_samples then takes the first rows
+    config = verl_data_config(shuffle=False)  # data.train_max_samples then takes the first rows
     dataset = HOIDataset(
         data_files=[str(edited)], tokenizer=tokenizer, config=config, processor=processor, max_samples=4
     )

@@ -17,6 +17,7 @@ import torch
 import verl
 from conftest import REPO
 from omegaconf import OmegaConf
+from recipe_harness import verl_data_config
 from transformers import AutoProcessor
 from verl.trainer.ppo.reward import load_reward_manager
 from verl.utils.dataset.rl_dataset import RLHFDataset, get_dataset_class
@@ -64,22 +65,8 @@ def family_processor(checkpoint):
     return AutoProcessor.from_pretrained(checkpoint)
 
 
-def _data_config(**overrides):
-    base = OmegaConf.load(Path(verl.__file__).parent / "trainer/config/data/legacy_data.yaml")
-    custom = {
-        "custom_cls": {"path": "pkg://verl_hoi.verl_plugin.dataset", "name": "HOIDataset"},
-        "max_prompt_length": 8192,
-        "filter_overlong_prompts": False,
-        **overrides,
-    }
-    config = OmegaConf.merge(base, custom)
-    config.pop("tool_config_path")
-    config.pop("function_tool_path")
-    return config
-
-
 def _dataset(path, processor, **overrides):
-    config = _data_config(**{"image_patch_size": processor.image_processor.patch_size, **overrides})
+    config = verl_data_config(**{"image_patch_size": processor.image_processor.patch_size, **overrides})
     assert get_dataset_class(config) is HOIDataset
     return HOIDataset(data_files=[str(path)], tokenizer=processor.tokenizer, config=config, processor=processor)
 

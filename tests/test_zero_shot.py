@@ -5,12 +5,10 @@ test_hoieval.py and test_evaluate_cli.py."""
 from __future__ import annotations
 
 import importlib.util
-import json
-import shutil
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import REPO
+from conftest import REPO, as_train_split
 
 from verl_hoi import vocab
 from verl_hoi.answer import parse_answer
@@ -77,21 +75,16 @@ def train_fixture(tmp_path, sample_annotations, sample_images):
     (NF, UV), 2x sit on motorcycle (NF); 4: 2x no interaction motorcycle (NF); 5: wash bus (RF); 6: sit on bench,
     hold book, open book, read book (NF); 7: no pair.
     """
-    doc = json.loads(sample_annotations.read_text())
-    doc["filenames"] = [name.replace("test2015", "train2015") for name in doc["filenames"]]
-    image = doc["annotation"][1]
-    walk, ride = image["hoi"].index(143), image["hoi"].index(139)
-    for key in ("boxes_h", "boxes_o"):
-        image[key].append(image[key][walk])
-    for key in ("hoi", "object", "verb"):
-        image[key].append(image[key][ride])
-    images = tmp_path / "images"
-    images.mkdir()
-    for path in sample_images.iterdir():
-        shutil.copy(path, images / path.name.replace("test2015", "train2015"))
-    annotations = tmp_path / "instances_train2015.json"
-    annotations.write_text(json.dumps(doc))
-    return annotations, images
+
+    def add_ride_on_walk(doc: dict) -> None:
+        image = doc["annotation"][1]
+        walk, ride = image["hoi"].index(143), image["hoi"].index(139)
+        for key in ("boxes_h", "boxes_o"):
+            image[key].append(image[key][walk])
+        for key in ("hoi", "object", "verb"):
+            image[key].append(image[key][ride])
+
+    return as_train_split(sample_annotations, sample_images, tmp_path, add_ride_on_walk)
 
 
 @pytest.mark.parametrize(

@@ -123,7 +123,6 @@ def family_for_model_type(model_type: str) -> ModelFamily | None:
     return next((f for f in _REGISTRY.values() if model_type in f.model_types), None)
 
 
-_QWEN3_BLOCK = 32
 DEFAULT_FAMILY = register_family(
     ModelFamily(
         name="qwen2_5_vl",
@@ -137,27 +136,16 @@ DEFAULT_FAMILY = register_family(
     )
 ).name
 """The family of rows that do not name one (every row written before families existed)."""
-register_family(
-    ModelFamily(
-        name="qwen3_vl",
-        model_types=("qwen3_vl",),
-        patch_size=16,
-        merge_size=2,
-        frame="norm1000",
-        min_pixels=_QWEN3_BLOCK * _QWEN3_BLOCK * 64,
-        max_pixels=_QWEN3_BLOCK * _QWEN3_BLOCK * 1280,
-        base_model="Qwen/Qwen3-VL-4B-Instruct",
-    )
-)
-register_family(
-    ModelFamily(
-        name="qwen3_5",
-        model_types=("qwen3_5",),
-        patch_size=16,
-        merge_size=2,
-        frame="norm1000",
-        min_pixels=_QWEN3_BLOCK * _QWEN3_BLOCK * 64,
-        max_pixels=_QWEN3_BLOCK * _QWEN3_BLOCK * 1280,
-        base_model="Qwen/Qwen3.5-4B",
-    )
-)
+
+_QWEN3_BLOCK = 32
+_QWEN3_GEOMETRY = {
+    "patch_size": 16,
+    "merge_size": 2,
+    "frame": "norm1000",
+    "min_pixels": _QWEN3_BLOCK * _QWEN3_BLOCK * 64,
+    "max_pixels": _QWEN3_BLOCK * _QWEN3_BLOCK * 1280,
+}
+"""Qwen3-VL and Qwen3.5 share their vision geometry, grounding frame and budget."""
+register_family(ModelFamily(name="qwen3_vl", model_types=("qwen3_vl",), base_model="Qwen/Qwen3-VL-4B-Instruct",
+                            **_QWEN3_GEOMETRY))  # fmt: skip
+register_family(ModelFamily(name="qwen3_5", model_types=("qwen3_5",), base_model="Qwen/Qwen3.5-4B", **_QWEN3_GEOMETRY))
