@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 import verl
-from conftest import REPO
+from conftest import REPO, convert
 from omegaconf import OmegaConf
 from recipe_harness import verl_data_config
 from transformers import AutoProcessor
@@ -193,3 +193,30 @@ def test_predict_runs_and_ground_truth_in_the_familys_frame_scores_100(
     args = ["--annotations", str(sample_annotations), "--predictions", str(answers), "--json", str(result)]
     assert evaluate_main(args) == 0
     assert round(json.loads(result.read_text())["default"]["full"], 2) == 100.0
+
+
+def test_parquet_written_before_families_loads_as_qwen2_5_vl(
+    tmp_path, tiny_model_dir, processor, sample_annotations, sample_images
+):
+    """A file whose extra_info has no family, patch_size or merge_size holds Qwen2.5-VL rows: they train and predict
+    with a Qwen2.5-VL checkpoint, and a Qwen3-VL one refuses them."""
+    import pyarrow as pa
+
+    from verl_hoi.tiny_model import build_tiny_model
+
+    rows = pq.read_table(convert(tmp_path, sample_annotations, sample_images, "new.parquet")).to_pylist()
+    for row in rows:
+        for key in ("family", "patch_size", "merge_size", "zero_shot", "prompt_vocabulary"):
+            del row["extra_info"][key]
+    old = tmp_path / "old.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), old)
+    assert "family" not in pq.read_schema(old).field("extra_info").type.names
+    dataset = _dataset(old, processor)
+    assert len(dataset) == 3 and dataset[0]["extra_info"]["model_size"] == rows[0]["extra_info"]["model_size"]
+    out = tmp_path / "preds.jsonl"
+    args = ["--model", str(tiny_model_dir), "--data", str(old), "--out", str(out), "--backend", "hf", "--limit", "1"]
+    assert predict_main([*args, "--max-new-tokens", "2"]) == 0
+    assert json.loads(out.read_text())["family"] == "qwen2_5_vl"
+    qwen3 = AutoProcessor.from_pretrained(build_tiny_model(tmp_path / "qwen3", "qwen3_vl"))
+    with pytest.raises(ValueError, match=r"row 0 \(HICO_test2015_00000001.jpg\): the row was made for qwen2_5_vl"):
+        _dataset(old, qwen3)
