@@ -3,7 +3,7 @@
 
     python -m verl_hoi.evaluate --annotations instances_test2015.json --predictions preds.jsonl \\
         [--json result.json] [--score-policy {auto,given,rank,constant,logprob}] \\
-        [--known-object-source {boxes,anno.mat}] [--data test.parquet] [--zero-shot {rf_uc,nf_uc,uo,uv}]
+        [--known-object-source {boxes,anno.mat}] [--data test.parquet] [--zero-shot {rf_uc,nf_uc,uo,uv}] [--errors]
 
 Predictions are JSONL, one line per image, in any line order; each line is one of
 
@@ -39,6 +39,12 @@ columns: means over the classes the setting trains on and over its unseen classe
 Non-rare stay). Without it, the setting that the rows of ``--data`` record (``extra_info.zero_shot``)
 applies; a ``--zero-shot`` that differs from it is an error.
 
+``--errors`` adds the error analysis of the Default setting (``verl_hoi.hoi_errors``): every false
+positive by type (duplicate, wrong verb, wrong object, human box, object box, both boxes, class and
+box, background, in that priority order) and the missed pairs, each with its count and the official
+mAP gained by fixing it (ΔmAP, Full / Rare / Non-rare), in a second table and under ``"errors"`` in
+the JSON.
+
 Prediction lines are checked value by value, nothing is coerced (``verl_hoi.prediction_files`` lists the
 rules); a mistake in any input ends the run with one ``error:`` line naming the file and the line,
 exit code 2. ``--json`` is checked before the evaluation starts: a folder, a missing folder or one of
@@ -63,17 +69,20 @@ from verl_hoi.cli import (
     write_json_atomic,
 )
 from verl_hoi.hicodet import SPLITS
+from verl_hoi.hoi_errors import ALL_FIXED, MISSED, SETTING, analyze_prediction_files, error_label
 from verl_hoi.hoieval import KNOWN_FROM_BOXES, SETTINGS
 from verl_hoi.prediction_files import evaluate_predictions
 from verl_hoi.scored_triplets import AUTO_POLICY, score_policy_choices
 from verl_hoi.zero_shot import ZERO_SHOT_SETTINGS
 
-__all__ = ["format_table", "main"]
+__all__ = ["SETTING_TITLES", "format_errors", "format_table", "main"]
+
+SETTING_TITLES = {"default": "Default", "known_object": "Known-Object"}
+"""How tables name the evaluation settings."""
 
 
 def format_table(result: dict[str, Any]) -> str:
     """The mAP / mean recall table (×100, two decimals) and the settings it was computed with."""
-    titles = {"default": "Default", "known_object": "Known-Object"}
     s = result["settings"]
     n = result["num_classes"]
     zero_shot = s["zero_shot"]
@@ -83,7 +92,7 @@ def format_table(result: dict[str, Any]) -> str:
     for setting in SETTINGS:
         for label, values in (("mAP", result[setting]), ("mRec", result["recall"][setting])):
             cells = ("n/a" if values[name] is None else f"{values[name]:.2f}" for name in subsets)
-            rows.append(f"{titles[setting]:<14}{label:<8}" + "".join(f"{cell:>10}" for cell in cells))
+            rows.append(f"{SETTING_TITLES[setting]:<14}{label:<8}" + "".join(f"{cell:>10}" for cell in cells))
     classes = f"rare {n['rare']}, non-rare {n['non_rare']}"
     if zero_shot is not None:
         classes += f"; zero-shot {zero_shot}: seen {n['seen']}, unseen {n['unseen']}"
@@ -94,6 +103,25 @@ def format_table(result: dict[str, Any]) -> str:
         f"score policy: {s['score_policy']}; known-object source: {s['known_object_source']}",
         f"frame: {s['frame']}",
         *(f"note: {note}" for note in result["notes"]),
+    ]
+    return "\n".join(rows)
+
+
+def format_errors(errors: dict[str, Any]) -> str:
+    """The error table of ``--errors``: count and ΔmAP per subset (×100, two decimals) of each type, from the
+    ``"errors"`` object of the JSON."""
+    subsets = tuple(errors["map"])
+    header = f"{'error (' + SETTING_TITLES[errors['setting']] + ')':<22}{'count':>8}"
+    header += "".join(f"{'Δ ' + name.replace('_', '-'):>11}" for name in subsets)
+    rows = [header]
+    entries = [(error_label(name), errors["types"][name]) for name in errors["order"]]
+    entries += [(MISSED, errors[MISSED]), ("all of them", {"count": "", **errors[ALL_FIXED]})]
+    for label, entry in entries:
+        deltas = ("n/a" if entry["delta_map"][n] is None else f"{entry['delta_map'][n]:+.2f}" for n in subsets)
+        rows.append(f"{label:<22}{entry['count']:>8}" + "".join(f"{cell:>11}" for cell in deltas))
+    rows += [
+        f"missed pairs whose boxes a wrong-verb detection matched: {errors[MISSED]['covered_by_wrong_verb']}",
+        "Δ: the official mAP with the errors of that type fixed, minus the mAP above",
     ]
     return "\n".join(rows)
 
@@ -120,6 +148,11 @@ def _parser() -> argparse.ArgumentParser:
         "--zero-shot",
         choices=ZERO_SHOT_SETTINGS,
         help="add Seen / Unseen means of this zero-shot setting (default: the one --data's rows record, if any)",
+    )
+    parser.add_argument(
+        "--errors",
+        action="store_true",
+        help=f"add the error analysis ({SETTING_TITLES[SETTING]} setting): count and ΔmAP of each error type",
     )
     return parser
 
@@ -155,15 +188,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     try:
         _check_arguments(args)
-        result = evaluate_predictions(
-            args.annotations,
-            args.predictions,
-            score_policy=args.score_policy,
-            known_object_source=args.known_object_source,
-            data=args.data,
-            split=args.split,
-            zero_shot=args.zero_shot,
-        )
+        options = {
+            "score_policy": args.score_policy,
+            "known_object_source": args.known_object_source,
+            "data": args.data,
+            "split": args.split,
+            "zero_shot": args.zero_shot,
+        }
+        if args.errors:
+            analysis = analyze_prediction_files(args.annotations, args.predictions, **options, progress=True)
+            result = analysis.result | {"errors": analysis.errors.summary()}
+        else:
+            result = evaluate_predictions(args.annotations, args.predictions, **options)
     except (UsageError, ValueError) as error:
         return fail(error)
     except OSError as error:  # an input that cannot be read (permissions, a device error)
@@ -174,6 +210,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except OSError as error:  # checked before the work, yet the disk may be full
             return fail(f"--json {args.json_out}: cannot be written: {error.strerror or error}")
     print(format_table(result))
+    if args.errors:
+        print(format_errors(result["errors"]))
     return 0
 
 

@@ -40,6 +40,7 @@ import json
 import logging
 import math
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -466,6 +467,16 @@ def _percent_list(values: np.ndarray) -> list[float | None]:
     return [None if math.isnan(v) else v * 100 for v in values.tolist()]
 
 
+@dataclass(frozen=True)
+class EvaluatedFiles:
+    """What :func:`evaluate_prediction_files` read and computed: the result dictionary and the arrays behind it."""
+
+    result: dict[str, Any]
+    annotations: list[ImageAnnotation]
+    gt: GroundTruth
+    detections: Detections
+
+
 def evaluate_predictions(
     annotations_path: str | Path,
     predictions_path: str | Path,
@@ -476,7 +487,30 @@ def evaluate_predictions(
     split: str = "test",
     zero_shot: str | None = None,
 ) -> dict[str, Any]:
-    """Everything ``python -m verl_hoi.evaluate`` does but printing: the result dictionary written by ``--json``.
+    """The result dictionary of :func:`evaluate_prediction_files` (same arguments): what ``--json`` writes."""
+    return evaluate_prediction_files(
+        annotations_path,
+        predictions_path,
+        score_policy=score_policy,
+        known_object_source=known_object_source,
+        data=data,
+        split=split,
+        zero_shot=zero_shot,
+    ).result
+
+
+def evaluate_prediction_files(
+    annotations_path: str | Path,
+    predictions_path: str | Path,
+    *,
+    score_policy: str = AUTO_POLICY,
+    known_object_source: str = KNOWN_FROM_BOXES,
+    data: str | Path | None = None,
+    split: str = "test",
+    zero_shot: str | None = None,
+) -> dict[str, Any]:
+    """Everything ``python -m verl_hoi.evaluate`` does but printing: the result dictionary written by ``--json``,
+    with the annotations, ground truth and detections it was computed from.
 
     Args:
         annotations_path: ``anno_bbox.mat`` or ``instances_<split>2015.json``.
@@ -490,6 +524,7 @@ def evaluate_predictions(
             means (over the setting's unseen classes and the others) to every subset dictionary.
 
     Returns:
+        :class:`EvaluatedFiles` whose ``result`` is
         ``{"default": {"full", "rare", "non_rare"[, "seen", "unseen"]}, "known_object": {...},
         "recall": {setting: {...}}, "num_classes": {...}, "notes": [...], "settings": {..., "zero_shot"},
         "per_class": {"name", "npos", "ap": {setting: [600]}, "recall": {setting: [600]}}}``; mAP and
@@ -543,4 +578,4 @@ def evaluate_predictions(
         "ap": {s: _percent_list(ev.ap[s]) for s in SETTINGS},
         "recall": {s: _percent_list(ev.recall[s]) for s in SETTINGS},
     }
-    return result
+    return EvaluatedFiles(result, annotations, gt, predictions.detections)
