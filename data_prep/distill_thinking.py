@@ -14,8 +14,21 @@ command line.
 Start with --dry-run: it checks the options, the output folder and every row (images decoded),
 estimates tokens and cost, and sends and writes nothing.
 
+--batch sends the same requests through the OpenAI Batch API instead: half the price, a separate
+quota, results within 24 hours. The requests go into batches under the API's limits (50,000 requests
+and 200 MB each, or --batch-requests N); --max-queued-tokens N (the account's batch queue limit for
+the model) holds a batch back until the pending ones leave it room. Every batch is recorded in
+OUT/batches.json before and as soon as it is made, and the run checks them every --poll-interval
+seconds, caching each result as online mode does (same filters, same cache, same sft.parquet). Stop
+it at any moment: the same command resumes waiting for the batches already submitted and never
+submits a request twice. Requests whose batch failed or expired, or whose line errored, are
+resubmitted up to --resubmit times per run. --batch --status prints the batches and their state;
+--batch --cancel cancels the pending ones and keeps what they finished. While batches are pending,
+an online run in the same folder refuses to start.
+
 Prices are USD per million tokens; built in for gpt-4o-mini, gpt-4o, gpt-4.1, gpt-4.1-mini and
-gpt-4.1-nano. For other models pass --input-price and --output-price (0 for a local server).
+gpt-4.1-nano (with --batch, the Batch API's: half). For other models pass --input-price and
+--output-price (0 for a local server), the prices of the mode in use.
 
 Checked before anything is sent or written: every number is finite and in range; --base-url is an
 http(s) URL; the key variable is set, not empty and holds no white space; the teacher prompt is
@@ -27,13 +40,15 @@ read, as training will check the SFT row made from it (verl_hoi.teacher.check_ro
 metadata, a ground truth that is a strict JSON list of valid items (names are read as
 verl_hoi.answer.parse_answer reads them: any case, verbs as a list or a "hold, ride" string), an image
 that decodes in full and has the size in extra_info. Nothing else is coerced: a number where text is
-expected is an error. Rows are counted from 0.
+expected is an error. Rows are counted from 0. OUT/batches.json, when there, must be the ledger this
+command wrote (any damage is reported and the file left as it is).
 
-Exit codes: 0 done; 1 some requests failed, the teacher stopped the run, or no trace was accepted
-(rerun to resume); 2 a mistake in the options or the input, one line "error: ..." naming the file
-and the row or line; 130 interrupted (Ctrl-C or SIGTERM). OUT/sft.parquet and OUT/summary.json
-are replaced, whole, only by a run that gets to its end with at least one accepted trace; a
-failed or interrupted run leaves them as they were, and no temporary or lock file.
+Exit codes: 0 done; 1 some requests failed, the teacher stopped the run (or, with --batch, a Batch
+API call kept failing), or no trace was accepted (rerun to resume); 2 a mistake in the options or
+the input, one line "error: ..." naming the file and the row or line; 130 interrupted (Ctrl-C or
+SIGTERM). OUT/sft.parquet and OUT/summary.json are replaced, whole, only by a run that gets to its
+end with at least one accepted trace; a failed or interrupted run leaves them as they were, and no
+temporary or lock file.
 """
 
 from __future__ import annotations
@@ -78,6 +93,14 @@ from verl_hoi.distill import (
     schema_problem,
     sft_rows,
 )
+from verl_hoi.distill_batch import (
+    DEFAULT_POLL_INTERVAL,
+    DEFAULT_RESUBMIT,
+    BatchLimits,
+    BatchStats,
+    batch_status,
+    distill_batch,
+)
 from verl_hoi.sft import sft_schema
 from verl_hoi.teacher import (
     DEFAULT_BACKOFF_BASE,
@@ -92,6 +115,7 @@ from verl_hoi.teacher import (
     load_teacher_prompt,
     model_price,
 )
+from verl_hoi.teacher_batch import BATCHES_NAME, MAX_BATCH_REQUESTS, BatchAPI, BatchLedger, LedgerError
 from verl_hoi.traces import MAX_TRACE_CHARS
 
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
@@ -99,6 +123,11 @@ MAX_CONCURRENCY = 1024
 MAX_PRICE = 1e6  # USD per million tokens: far above any model's, low enough that no cost overflows
 MAX_TOKENS = 1_000_000
 MAX_TIMEOUT = 86_400.0
+MAX_POLL_INTERVAL = 3600.0
+MAX_RESUBMIT = 100
+MAX_QUEUED_TOKENS = 10**12
+BATCH_ONLY = ("--status", "--cancel", "--poll-interval", "--resubmit", "--batch-requests", "--max-queued-tokens")
+"""Options that only --batch takes."""
 
 
 def _number(kind: type, minimum: float, *, strict: bool = False, maximum: float | None = None) -> Callable:
@@ -143,9 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     add(
         "--concurrency",
         type=_number(int, 1, maximum=MAX_CONCURRENCY),
-        default=DEFAULT_CONCURRENCY,
         metavar="N",
-        help="requests in flight (default: %(default)s)",
+        help=f"requests in flight, online (default: {DEFAULT_CONCURRENCY})",
     )
     add("--limit", type=positive_int, metavar="N", help="only the first N rows")
     add("--max-cost", type=_number(float, 0, strict=True), metavar="USD", help="stop sending once this could be hit")
@@ -178,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_number(float, 0, strict=True, maximum=MAX_TIMEOUT),
         default=DEFAULT_TIMEOUT,
         metavar="S",
-        help=f"per request (default: {DEFAULT_TIMEOUT:g} s)",
+        help=f"per request or Batch API call (default: {DEFAULT_TIMEOUT:g} s)",
     )
     add(
         "--max-retries",
@@ -196,6 +224,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add("--max-trace-chars", type=positive_int, default=MAX_TRACE_CHARS, metavar="N", help="longer traces are rejected")
     add("--retry-rejected", action="store_true", help="ask again for items whose cached trace was rejected")
+    add("--batch", action="store_true", help="send through the OpenAI Batch API (half the price, within 24 h)")
+    add("--status", action="store_true", help="with --batch: print the state of the batches submitted, change nothing")
+    add("--cancel", action="store_true", help="with --batch: cancel the pending batches, keep what they finished")
+    add(
+        "--poll-interval",
+        type=_number(float, 0, strict=True, maximum=MAX_POLL_INTERVAL),
+        metavar="S",
+        help=f"with --batch: seconds between checks of the pending batches (default: {DEFAULT_POLL_INTERVAL:g})",
+    )
+    add(
+        "--resubmit",
+        type=_number(int, 0, maximum=MAX_RESUBMIT),
+        metavar="N",
+        help=f"with --batch: times a failed or expired request is resubmitted per run (default: {DEFAULT_RESUBMIT})",
+    )
+    add(
+        "--batch-requests",
+        type=_number(int, 1, maximum=MAX_BATCH_REQUESTS),
+        metavar="N",
+        help=f"with --batch: requests per batch (default: the API's limit, {MAX_BATCH_REQUESTS})",
+    )
+    add(
+        "--max-queued-tokens",
+        type=_number(int, 1, maximum=MAX_QUEUED_TOKENS),
+        metavar="N",
+        help="with --batch: estimated input tokens of pending batches at most (the account's batch queue limit)",
+    )
     return parser
 
 
@@ -259,11 +314,25 @@ def _api_key(args: argparse.Namespace) -> str | None:
     return key
 
 
+def _check_mode(args: argparse.Namespace) -> None:
+    """The options of the mode chosen (online, or --batch) and only those."""
+    if not args.batch:
+        for option in BATCH_ONLY:
+            if getattr(args, option[2:].replace("-", "_")) not in (None, False):
+                raise UsageError(f"{option} needs --batch")
+        return
+    if args.concurrency is not None:
+        raise UsageError("--concurrency: --batch sends no requests of its own (the Batch API runs them)")
+    if args.status + args.cancel + args.dry_run > 1:
+        raise UsageError("--status, --cancel and --dry-run: one at a time")
+
+
 def _check(args: argparse.Namespace) -> tuple[Any, str, str | None, int]:
     """Validate what argparse cannot; returns (parquet schema, template, api key, rows to read)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    _check_mode(args)
     if not args.model.strip():
         raise UsageError("--model: empty model name")
     check_input_file(args.data, "--data")
@@ -291,7 +360,7 @@ def _check(args: argparse.Namespace) -> tuple[Any, str, str | None, int]:
 
 
 def _price(args: argparse.Namespace) -> Price | None:
-    return model_price(args.model, args.input_price, args.output_price)
+    return model_price(args.model, args.input_price, args.output_price, batch=args.batch)
 
 
 async def _distill(args: argparse.Namespace, template: str, key: str | None, total: int) -> tuple[DistillStats, list]:
@@ -317,7 +386,7 @@ async def _distill(args: argparse.Namespace, template: str, key: str | None, tot
             template=template,
             price=_price(args),
             max_cost=args.max_cost,
-            concurrency=args.concurrency,
+            concurrency=args.concurrency or DEFAULT_CONCURRENCY,
             detail=args.detail,
             max_trace_chars=args.max_trace_chars,
             retry_rejected=args.retry_rejected,
@@ -329,13 +398,69 @@ async def _distill(args: argparse.Namespace, template: str, key: str | None, tot
             await client.close()
 
 
+def _batch_api(args: argparse.Namespace, key: str | None) -> BatchAPI:
+    import openai
+
+    client = openai.OpenAI(api_key=key, base_url=args.base_url, timeout=args.timeout, max_retries=0)
+    return BatchAPI(client, max_retries=args.max_retries, backoff_base=args.backoff_base)
+
+
+def _notify(message: str) -> None:
+    from tqdm import tqdm
+
+    tqdm.write(message, file=sys.stderr)
+
+
+def _distill_batch(args: argparse.Namespace, template: str, key: str | None, total: int) -> tuple[BatchStats, list]:
+    api = None if args.dry_run else _batch_api(args, key)
+    try:
+        return distill_batch(
+            lambda: iter_parquet(args.data, args.limit),
+            args.out,
+            teacher=TeacherClient(None, args.model, max_tokens=args.max_tokens, temperature=args.temperature),
+            api=api,
+            template=template,
+            price=_price(args),
+            max_cost=args.max_cost,
+            detail=args.detail,
+            max_trace_chars=args.max_trace_chars,
+            retry_rejected=args.retry_rejected,
+            resubmit=DEFAULT_RESUBMIT if args.resubmit is None else args.resubmit,
+            poll_interval=args.poll_interval or DEFAULT_POLL_INTERVAL,
+            limits=BatchLimits(args.batch_requests or MAX_BATCH_REQUESTS, max_queued_tokens=args.max_queued_tokens),
+            cancel=args.cancel,
+            dry_run=args.dry_run,
+            total=total,
+            notify=_notify,
+        )
+    finally:
+        if api is not None:
+            api.client.close()
+
+
+def _print_status(args: argparse.Namespace, key: str | None) -> None:
+    ledger = BatchLedger(args.out / BATCHES_NAME)
+    api = _batch_api(args, key)
+    try:
+        for line in batch_status(ledger, api):
+            print(line)
+    finally:
+        api.client.close()
+
+
 def _usd(value: float | None) -> str:
     return "unknown (no price: pass --input-price/--output-price)" if value is None else f"${value:.4f}"
 
 
 def _report_dry_run(stats: DistillStats, price: Price | None) -> None:
-    sent = stats.items - stats.cached_ok - stats.cached_rejected
-    print(f"dry run: {stats.items} rows, {stats.cached_ok + stats.cached_rejected} already cached, {sent} requests")
+    cached = stats.cached_ok + stats.cached_rejected
+    if isinstance(stats, BatchStats):
+        print(
+            f"dry run: {stats.items} rows, {cached} already cached, {stats.in_batches} in batches already "
+            f"submitted, {stats.requests} requests in {stats.batches} batches (at the Batch API's prices)"
+        )
+    else:
+        print(f"dry run: {stats.items} rows, {cached} already cached, {stats.items - cached} requests")
     print(
         f"estimated tokens: {stats.est_input_tokens} input, about {stats.est_output_tokens} output "
         f"(at most {stats.est_max_output_tokens})"
@@ -362,11 +487,21 @@ def _finish(args: argparse.Namespace, schema: Any, stats: DistillStats, keys: li
     return summary
 
 
+def _sent(stats: DistillStats) -> str:
+    """What this run sent: requests, or batches and their requests."""
+    if isinstance(stats, BatchStats):
+        return (
+            f"{stats.batches} batches submitted, {stats.batches_resumed} resumed; {stats.requests} requests "
+            f"({stats.retries} resubmitted), {stats.cancelled} cancelled"
+        )
+    return f"{stats.requests} requests ({stats.retries} retries)"
+
+
 def _report(stats: DistillStats, summary: dict[str, Any] | None, out: Path) -> None:
     rejected = ", ".join(f"{k} {v}" for k, v in stats.as_dict()["rejected"].items() if v) or "none"
     print(
         f"this run: {stats.ok} accepted, {sum(stats.rejected.values())} rejected ({rejected}), {stats.failed} failed, "
-        f"{stats.skipped} not sent; {stats.requests} requests ({stats.retries} retries), "
+        f"{stats.skipped} not sent; {_sent(stats)}, "
         f"{stats.prompt_tokens} input + {stats.completion_tokens} output tokens, cost {_usd(stats.cost)}"
     )
     if summary is None:
@@ -389,14 +524,26 @@ def _report(stats: DistillStats, summary: dict[str, Any] | None, out: Path) -> N
 
 def _run(args: argparse.Namespace) -> int:
     schema, template, key, total = _check(args)
+    if args.status:
+        _print_status(args, key)
+        return 0
     with new_folders_removed_on_error(args.out):
-        stats, keys = asyncio.run(_distill(args, template, key, total))
+        if args.batch:
+            stats, keys = _distill_batch(args, template, key, total)
+        else:
+            stats, keys = asyncio.run(_distill(args, template, key, total))
         if args.dry_run:
             _report_dry_run(stats, _price(args))
             return 0
         summary = _finish(args, schema, stats, keys)
     _report(stats, summary, args.out)
     return 1 if stats.failed or summary is None else 0
+
+
+def _kept(args: argparse.Namespace) -> str:
+    """Where the work of a stopped run is."""
+    kept = f"finished items are in {args.out / CACHE_NAME}"
+    return f"{kept}, the batches submitted in {args.out / BATCHES_NAME}" if args.batch else kept
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -407,18 +554,15 @@ def main(argv: list[str] | None = None) -> int:
         return _run(args)
     except RowError as error:
         return fail(f"{args.data}: {_one_line(error)}")
-    except (UsageError, CacheError, FolderBusyError) as error:
+    except (UsageError, CacheError, LedgerError, FolderBusyError) as error:
         return fail(_one_line(error))
     except FatalTeacherError as error:
-        print(
-            f"error: the teacher stopped the run: {error}; finished items are in {args.out / CACHE_NAME}",
-            file=sys.stderr,
-        )
+        print(f"error: the teacher stopped the run: {error}; {_kept(args)}", file=sys.stderr)
         return 1
     except OSError as error:
         return fail(f"{error.filename}: {error.strerror}" if error.filename and error.strerror else _one_line(error))
     except KeyboardInterrupt:
-        print(f"interrupted: finished items are in {args.out / CACHE_NAME}; rerun to resume", file=sys.stderr)
+        print(f"interrupted: {_kept(args)}; rerun to resume", file=sys.stderr)
         return INTERRUPTED
     finally:
         signal.signal(signal.SIGTERM, previous)

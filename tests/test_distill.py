@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import email.parser
+import email.policy
 import fcntl
 import hashlib
 import itertools
@@ -73,8 +75,17 @@ def names(rows) -> list[str]:
 
 
 class FakeTeacher:
-    """/v1/chat/completions on 127.0.0.1. ``plan[file_name]`` lists the actions of its successive requests
-    (the last one repeats; default ``good``); the item is recognised by its image. Counts requests per item."""
+    """An OpenAI-compatible server on 127.0.0.1: chat completions, and the Batch API's files (upload,
+    content) and batches (create, retrieve, list, cancel).
+
+    ``plan[file_name]`` lists the actions of an item's successive requests, online or as a batch line
+    (the last one repeats; default ``good``); the item is recognised by its image. ``counts`` holds the
+    requests run per item. ``fates`` lists what becomes of the batches in the order they are created
+    (default ``complete``): ``expire`` runs the first line only, ``fail`` fails the batch at validation,
+    ``hold`` keeps it in progress until ``release`` is set. A batch is validating when created, in
+    progress at its first check and finished at its second. ``created`` logs the custom ids of each
+    batch created, ``pending_at_create`` how many batches were pending then; the next
+    ``broken_creates`` creations make their batch and answer 502."""
 
     def __init__(self, rows: list[dict]):
         template = load_teacher_prompt()
@@ -87,6 +98,12 @@ class FakeTeacher:
         self.auth: set[str] = set()
         self.release = threading.Event()
         self.lock = threading.Lock()
+        self.files: dict[str, bytes] = {}
+        self.batches: dict[str, dict] = {}
+        self.fates: list[str] = []
+        self.created: list[list[str]] = []
+        self.pending_at_create: list[int] = []
+        self.broken_creates = 0
         teacher = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -96,34 +113,36 @@ class FakeTeacher:
                 pass
 
             def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 teacher.auth.add(self.headers.get("Authorization", ""))
-                url = body["messages"][0]["content"][0]["image_url"]["url"]
-                item = teacher.items.get(hashlib.sha256(url.encode()).hexdigest(), "?")
-                with teacher.lock:
-                    actions = teacher.plan.get(item, ["good"])
-                    action = actions[min(teacher.counts[item], len(actions) - 1)]
-                    teacher.counts[item] += 1
-                if action in ("429", "500", "401"):
-                    headers = {"Retry-After": "7"} if action == "429" else {}
-                    return self._send(int(action), {"error": {"message": "no", "type": "x"}}, headers)
-                if action == "slow":
-                    time.sleep(1.5)
-                if action == "hold":
-                    teacher.release.wait(60)
-                text = REPLIES.get(action, GOOD)
-                choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
-                if action == "length":
-                    choice["finish_reason"] = "length"
-                usage = {"prompt_tokens": 1000, "completion_tokens": 100, "total_tokens": 1100}
-                reply = {"id": "c", "object": "chat.completion", "created": 0, "model": body["model"]}
-                self._send(200, {**reply, "choices": [choice], "usage": usage})
+                data = self.rfile.read(int(self.headers["Content-Length"]))
+                if self.path == "/v1/files":
+                    return self._send(200, teacher.upload(_multipart_file(self.headers["Content-Type"], data)))
+                if self.path == "/v1/batches":
+                    batch = teacher.create(json.loads(data))
+                    if teacher.broken_creates:  # the batch is made, but the answer is lost
+                        teacher.broken_creates -= 1
+                        return self._send(502, {"error": {"message": "bad gateway", "type": "x"}})
+                    return self._send(200, batch)
+                if self.path.startswith("/v1/batches/") and self.path.endswith("/cancel"):
+                    return self._send(200, teacher.cancel(self.path.split("/")[3]))
+                self._send(*teacher.chat(json.loads(data)))
+
+            def do_GET(self):
+                teacher.auth.add(self.headers.get("Authorization", ""))
+                parts = self.path.split("?")[0].split("/")
+                if parts[2] == "files":
+                    return self._send(200, teacher.files[parts[3]])
+                if len(parts) == 3:
+                    return self._send(200, teacher.list_batches())
+                self._send(200, teacher.retrieve(parts[3]))
 
             def _send(self, status, payload, headers=None):
-                data = json.dumps(payload).encode()
+                raw = isinstance(payload, bytes)
+                data = payload if raw else json.dumps(payload).encode()
+                kind = "application/octet-stream" if raw else "application/json"
                 try:
                     self.send_response(status)
-                    for key, value in {"Content-Type": "application/json", **(headers or {})}.items():
+                    for key, value in {"Content-Type": kind, **(headers or {})}.items():
                         self.send_header(key, value)
                     self.send_header("Content-Length", str(len(data)))
                     self.end_headers()
@@ -136,10 +155,125 @@ class FakeTeacher:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
+    def chat(self, body: dict) -> tuple[int, dict, dict]:
+        """The reply to a chat completion: ``(status, payload, headers)``."""
+        url = body["messages"][0]["content"][0]["image_url"]["url"]
+        item = self.items.get(hashlib.sha256(url.encode()).hexdigest(), "?")
+        with self.lock:
+            actions = self.plan.get(item, ["good"])
+            action = actions[min(self.counts[item], len(actions) - 1)]
+            self.counts[item] += 1
+        if action in ("429", "500", "401", "400"):
+            headers = {"Retry-After": "7"} if action == "429" else {}
+            return int(action), {"error": {"message": "no", "type": "x"}}, headers
+        if action == "slow":
+            time.sleep(1.5)
+        if action == "hold":
+            self.release.wait(60)
+        text = REPLIES.get(action, GOOD)
+        choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+        if action == "length":
+            choice["finish_reason"] = "length"
+        usage = {"prompt_tokens": 1000, "completion_tokens": 100, "total_tokens": 1100}
+        reply = {"id": "c", "object": "chat.completion", "created": 0, "model": body["model"]}
+        return 200, {**reply, "choices": [choice], "usage": usage}, {}
+
+    def upload(self, data: bytes) -> dict:
+        with self.lock:
+            file_id = f"file-{len(self.files)}"
+            self.files[file_id] = data
+        return {
+            "id": file_id,
+            "object": "file",
+            "bytes": len(data),
+            "created_at": 0,
+            "filename": "batch.jsonl",
+            "purpose": "batch",
+            "status": "processed",
+        }
+
+    def create(self, body: dict) -> dict:
+        lines = [json.loads(line) for line in self.files[body["input_file_id"]].splitlines()]
+        with self.lock:
+            fate = self.fates[len(self.created)] if len(self.created) < len(self.fates) else "complete"
+            self.created.append([line["custom_id"] for line in lines])
+            self.pending_at_create.append(
+                sum(b["status"] in ("validating", "in_progress", "cancelling") for b in self.batches.values())
+            )
+            batch_id = f"batch_{len(self.created)}"
+            self.batches[batch_id] = {
+                "id": batch_id,
+                "object": "batch",
+                "endpoint": body["endpoint"],
+                "input_file_id": body["input_file_id"],
+                "completion_window": body["completion_window"],
+                "status": "validating",
+                "created_at": int(time.time()),
+                "metadata": body.get("metadata"),
+                "request_counts": {"total": len(lines), "completed": 0, "failed": 0},
+                "fate": fate,
+                "lines": lines,
+            }
+        return self._public(batch_id)
+
+    def _public(self, batch_id: str) -> dict:
+        return {k: v for k, v in self.batches[batch_id].items() if k not in ("fate", "lines")}
+
+    def list_batches(self) -> dict:
+        data = [self._public(batch_id) for batch_id in reversed(self.batches)]
+        return {"object": "list", "data": data, "has_more": False}
+
+    def cancel(self, batch_id: str) -> dict:
+        self.batches[batch_id]["status"] = "cancelling"
+        return self._public(batch_id)
+
+    def retrieve(self, batch_id: str) -> dict:
+        batch = self.batches[batch_id]
+        if batch["status"] == "validating":
+            batch["status"] = "failed" if batch["fate"] == "fail" else "in_progress"
+            if batch["status"] == "failed":
+                batch["errors"] = {"object": "list", "data": [{"code": "token_limit_exceeded", "message": "queue"}]}
+        elif batch["status"] == "cancelling":
+            self._finish(batch, "cancelled", 0)
+        elif batch["status"] == "in_progress" and (batch["fate"] != "hold" or self.release.is_set()):
+            expire = batch["fate"] == "expire"
+            self._finish(batch, "expired" if expire else "completed", 1 if expire else len(batch["lines"]))
+        return self._public(batch_id)
+
+    def _finish(self, batch: dict, status: str, run: int) -> None:
+        """Run the first ``run`` lines of a batch; the others end with the code of ``status``."""
+        output, errors = [], []
+        for number, line in enumerate(batch["lines"]):
+            result = {"id": f"batch_req_{number}", "custom_id": line["custom_id"], "response": None, "error": None}
+            if number < run:
+                code, body, _ = self.chat(line["body"])
+                result["response"] = {"status_code": code, "request_id": "r", "body": body}
+                (output if code == 200 else errors).append(result)
+            else:
+                result["error"] = {"code": f"batch_{status}", "message": "not run"}
+                errors.append(result)
+        for name, lines in (("output_file_id", output), ("error_file_id", errors)):
+            if lines:
+                batch[name] = self.upload(b"".join(json.dumps(line).encode() + b"\n" for line in lines))["id"]
+        batch["status"] = status
+        batch["request_counts"]["completed"] = len(output)
+        batch["request_counts"]["failed"] = len(errors)
+
     def close(self):
         self.release.set()
         self.server.shutdown()
         self.server.server_close()
+
+
+def _multipart_file(content_type: str, data: bytes) -> bytes:
+    """The ``file`` field of a multipart/form-data body."""
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        f"Content-Type: {content_type}\r\n\r\n".encode() + data
+    )
+    for part in message.iter_parts():
+        if part.get_param("name", header="content-disposition") == "file":
+            return part.get_payload(decode=True)
+    raise ValueError("no file in the upload")
 
 
 @pytest.fixture

@@ -73,6 +73,11 @@ class Workspace:
         self.file("out/cache.jsonl", "".join(lines))
         return []
 
+    def ledger(self, content: str) -> list[str]:
+        """``out/batches.json``, the ledger of the batches submitted, holds ``content``."""
+        self.file("out/batches.json", content)
+        return []
+
 
 def _damaged(data: bytes) -> bytes:
     """A parquet file whose first page header is overwritten: the footer still reads, the rows do not."""
@@ -364,6 +369,49 @@ CASES = [
         ("--max-cost needs the price of my-model",),
         id="budget-without-a-price",
     ),
+    # ---- the Batch API's mode and its ledger in --out
+    pytest.param(lambda ws: ["--status"], ("--status needs --batch",), id="status-without-batch"),
+    pytest.param(lambda ws: ["--poll-interval", "5"], ("--poll-interval needs --batch",), id="poll-without-batch"),
+    pytest.param(
+        lambda ws: ["--batch", "--concurrency", "2"],
+        ("--concurrency: --batch sends no requests of its own",),
+        id="batch-with-concurrency",
+    ),
+    pytest.param(
+        lambda ws: ["--batch", "--status", "--dry-run"],
+        ("--status, --cancel and --dry-run: one at a time",),
+        id="batch-status-and-dry-run",
+    ),
+    pytest.param(
+        lambda ws: ["--batch", "--model", "my-model", "--max-cost", "1"],
+        ("--max-cost needs the price of my-model",),
+        id="batch-budget-without-a-price",
+    ),
+    pytest.param(
+        lambda ws: ["--batch", *ws.bad_row(2, _set("prompt", None))],
+        ("the prompt must be a list of chat messages, got None",),
+        id="batch-row-prompt-null",
+    ),
+    pytest.param(
+        lambda ws: ["--batch", *ws.ledger('{"batches": [{"tag": "t"')],
+        ("batches.json: not a JSON file",),
+        id="batch-ledger-torn",
+    ),
+    pytest.param(
+        lambda ws: ws.ledger('{"batches": [{"tag": "t", "created": 1}]}'),
+        ("batches.json: batch 0: lacks items, requests",),
+        id="online-with-a-damaged-ledger",
+    ),
+    pytest.param(
+        lambda ws: ["--batch", *((ws.out / "batches.json").mkdir(parents=True) or [])],
+        ("batches.json", "is a folder, not a file"),
+        id="batch-ledger-is-a-folder",
+    ),
+    pytest.param(
+        lambda ws: ["--batch", "--data", str(ws.parquet("out/batches.json", ws.rows))],
+        ("batches.json is also --data",),
+        id="data-is-the-out-ledger",
+    ),
     # ---- the teacher prompt
     pytest.param(
         lambda ws: ["--teacher-prompt", str(ws.root / "p.txt")],
@@ -417,6 +465,16 @@ OPTION_CASES = [
     pytest.param(["--concurrency", "100000"], "--concurrency: must be <= 1024, got 100000", id="concurrency-huge"),
     pytest.param(["--max-retries", "1.5"], "--max-retries: not an integer: '1.5'", id="retries-not-integer"),
     pytest.param(["--limit", "ten"], "--limit: not an integer: 'ten'", id="limit-not-integer"),
+    pytest.param(["--poll-interval", "0"], "--poll-interval: must be > 0, got 0", id="poll-zero"),
+    pytest.param(["--poll-interval", "nan"], "--poll-interval: must be a finite number, got 'nan'", id="poll-nan"),
+    pytest.param(["--poll-interval", "1e9"], "--poll-interval: must be <= 3600.0, got 1e9", id="poll-huge"),
+    pytest.param(["--resubmit", "-1"], "--resubmit: must be >= 0, got -1", id="resubmit-negative"),
+    pytest.param(["--resubmit", "1.5"], "--resubmit: not an integer: '1.5'", id="resubmit-not-integer"),
+    pytest.param(["--batch-requests", "0"], "--batch-requests: must be >= 1, got 0", id="batch-requests-zero"),
+    pytest.param(
+        ["--batch-requests", "50001"], "--batch-requests: must be <= 50000, got 50001", id="batch-requests-over-limit"
+    ),
+    pytest.param(["--max-queued-tokens", "0"], "--max-queued-tokens: must be >= 1, got 0", id="queue-zero"),
     pytest.param(
         ["--base-url", "localhost:8000"],
         "--base-url: not an http(s) URL with a host: 'localhost:8000'",

@@ -16,11 +16,13 @@ import pytest
 from verl_hoi.teacher import (
     ItemFailed,
     TeacherClient,
+    TeacherReply,
     check_row,
     check_template,
     estimate_image_tokens,
     load_teacher_prompt,
     render_teacher_prompt,
+    reply_from_body,
     retry_delay,
 )
 
@@ -278,3 +280,34 @@ async def test_token_counts_that_are_not_counts_are_not_recorded():
 async def test_a_reply_whose_content_is_not_text_fails_the_item():
     with pytest.raises(ItemFailed, match="the reply's content is a list, not text"):
         await TeacherClient(_Completions(_completion([{"type": "text"}], None)), "m").complete([])
+
+
+@pytest.mark.parametrize(
+    ("body", "reply"),
+    [
+        (
+            {"choices": [{"message": {"content": "Two."}, "finish_reason": "length"}], "usage": {"prompt_tokens": 7}},
+            TeacherReply("Two.", "length", 7, 0, 1),
+        ),
+        ({"choices": [{"message": {"content": None}, "finish_reason": None}]}, TeacherReply("", None, 0, 0, 1)),
+        ({"choices": [], "usage": None}, "no choices in the response"),
+        ({"choices": [{"message": {"content": ["x"]}}]}, "the reply's content is a list, not text"),
+        ({"choices": [{"message": "Two."}]}, "the reply is not a chat completion"),
+        ({"choices": "Two."}, "the reply is not a chat completion"),
+        ({"error": {"message": "no"}}, "the reply is not a chat completion"),
+        ([1], "the reply is not a chat completion"),
+    ],
+    ids=["text", "no-content", "no-choices", "content-list", "message-text", "choices-text", "error", "list"],
+)
+def test_reply_from_body_reads_a_completion_as_the_client_does(body, reply):
+    if isinstance(reply, TeacherReply):
+        assert reply_from_body(body) == reply
+    else:
+        with pytest.raises(ItemFailed, match=re.escape(reply)):
+            reply_from_body(body)
+
+
+def test_the_request_body_is_the_clients_call():
+    teacher = TeacherClient(None, "m", max_tokens=99, temperature=0.2)
+    messages = [{"role": "user", "content": "Find them."}]
+    assert teacher.body(messages) == {"model": "m", "messages": messages, "max_tokens": 99, "temperature": 0.2}

@@ -20,7 +20,10 @@ Paid calls are never lost or repeated:
 - a row that cannot be used (:func:`~verl_hoi.teacher.check_row`, an image that does not decode)
   stops the run with :class:`RowError` once the requests in flight are recorded. Rows are counted
   from 0, as pyarrow and pandas index them;
-- a dry run writes nothing: no folder, no lock, no cache.
+- a dry run writes nothing: no folder, no lock, no cache;
+- requests in batches of the Batch API not collected yet (:mod:`verl_hoi.distill_batch`, which
+  shares the cache, the lock and the records built here) are never sent online: the run refuses
+  to start until they are collected.
 
 The command-line entry point is ``data_prep/distill_thinking.py``.
 """
@@ -56,6 +59,7 @@ from verl_hoi.teacher import (
     load_teacher_prompt,
     prepare_item,
 )
+from verl_hoi.teacher_batch import BATCHES_NAME, BatchLedger
 from verl_hoi.traces import MAX_TRACE_CHARS, REJECT_REASONS, check_trace, clean_trace
 
 __all__ = [
@@ -72,16 +76,21 @@ __all__ = [
     "TraceCache",
     "cache_totals",
     "distill",
+    "folder_lock",
+    "pending_items",
+    "prepare_row",
+    "progress_bar",
     "record_problem",
     "schema_problem",
     "sft_rows",
+    "trace_record",
 ]
 
 CACHE_NAME = "cache.jsonl"
 SFT_NAME = "sft.parquet"
 SUMMARY_NAME = "summary.json"
 LOCK_NAME = ".lock"
-OUTPUT_NAMES = (SFT_NAME, CACHE_NAME, SUMMARY_NAME, LOCK_NAME)
+OUTPUT_NAMES = (SFT_NAME, CACHE_NAME, SUMMARY_NAME, LOCK_NAME, BATCHES_NAME)
 """Every file a run writes in its output folder."""
 # Output tokens assumed per trace for the dry-run estimate (the prompt asks for under 250 words).
 EXPECTED_OUTPUT_TOKENS = 400
@@ -298,6 +307,48 @@ class DistillStats:
         out["rejected"] = {reason: self.rejected.get(reason, 0) for reason in REJECT_REASONS}
         return out
 
+    def add(self, record: Mapping[str, Any]) -> None:
+        """Count a request of this run from its cache record (:func:`trace_record`)."""
+        self.prompt_tokens += record["prompt_tokens"]
+        self.completion_tokens += record["completion_tokens"]
+        if record["cost"] is not None:
+            self.cost += record["cost"]
+        if record["status"] == "ok":
+            self.ok += 1
+        else:
+            self.rejected[record["reason"]] += 1
+
+
+def trace_record(
+    item: tuple[str, int, str],
+    model: str,
+    reply: TeacherReply,
+    price: Price | None,
+    max_trace_chars: int,
+    **extra: Any,
+) -> dict[str, Any]:
+    """The cache record of a teacher reply to ``item`` (``(key, row index, file name)``): the trace
+    cleaned and checked (an accepted one is stored cleaned, a rejected one as it came), tokens and
+    cost; ``extra`` fields (the batch, say) come last."""
+    key, index, file_name = item
+    text = clean_trace(reply.text)
+    reason = check_trace(text, max_chars=max_trace_chars, finish_reason=reply.finish_reason)
+    return {
+        "key": key,
+        "index": index,
+        "file_name": file_name,
+        "model": model,
+        "status": "ok" if reason is None else "rejected",
+        "reason": reason,
+        "thinking": text if reason is None else reply.text,
+        "finish_reason": reply.finish_reason,
+        "prompt_tokens": reply.prompt_tokens,
+        "completion_tokens": reply.completion_tokens,
+        "cost": price.cost(reply.prompt_tokens, reply.completion_tokens) if price else None,
+        "time": round(time.time(), 3),
+        **extra,
+    }
+
 
 async def distill(
     rows: Iterable[Mapping[str, Any]],
@@ -343,8 +394,9 @@ async def distill(
         FatalTeacherError: the server refused the credentials or the model, or ``max(10, 2 *
             concurrency)`` requests in a row failed after their retries (server down); finished
             items stay cached.
-        FolderBusyError: another run holds ``out_dir``.
+        FolderBusyError: another run holds ``out_dir``, or batches there are not collected yet.
         CacheError: the cache file is damaged (it is left as it was).
+        LedgerError: the ledger of batches is damaged (it is left as it was).
         RowError: a row cannot be used; the requests in flight are recorded first.
     """
     if max_cost is not None and price is None:
@@ -358,13 +410,14 @@ async def distill(
     with contextlib.ExitStack() as stack:
         if not dry_run:
             out_dir.mkdir(parents=True, exist_ok=True)
-            stack.enter_context(_folder_lock(out_dir))
+            stack.enter_context(folder_lock(out_dir))
+        _refuse_batches_in_flight(out_dir)
         cache = stack.enter_context(contextlib.closing(TraceCache(out_dir / CACHE_NAME, readonly=dry_run)))
-        bar = stack.enter_context(contextlib.closing(_progress(total, progress)))
-        pending = _pending(rows, cache, stats, keys, bar, template, model, retry_rejected)
-        prepare = functools.partial(_prepare, template=template, model=model, detail=detail)
+        bar = stack.enter_context(contextlib.closing(progress_bar(total, progress)))
+        pending = pending_items(rows, cache, stats, keys, bar, template, model, retry_rejected)
+        prepare = functools.partial(prepare_row, template=template, model=model, detail=detail)
         if dry_run:
-            for index, row in pending:
+            for index, row, _ in pending:
                 stats.est_input_tokens += prepare(index, row).est_input_tokens
                 stats.est_output_tokens += EXPECTED_OUTPUT_TOKENS
                 stats.est_max_output_tokens += teacher.max_tokens
@@ -375,15 +428,35 @@ async def distill(
     return stats, keys
 
 
-def _prepare(index: int, row: Mapping[str, Any], **kwargs: Any) -> TeacherItem:
+def _refuse_batches_in_flight(out_dir: Path) -> None:
+    in_flight = BatchLedger(out_dir / BATCHES_NAME).in_flight()
+    if in_flight:
+        raise FolderBusyError(
+            f"{len(in_flight)} requests in {out_dir / BATCHES_NAME} are in batches not collected yet: "
+            "collect them with --batch (or cancel them with --batch --cancel) before asking online"
+        )
+
+
+def prepare_row(index: int, row: Mapping[str, Any], **kwargs: Any) -> TeacherItem:
+    """:func:`~verl_hoi.teacher.prepare_item`, its ``ValueError`` a :class:`RowError`."""
     try:
         return prepare_item(index, row, **kwargs)
     except ValueError as error:
         raise RowError(index, row, error) from None
 
 
-def _pending(rows, cache, stats, keys, bar, template, model, retry_rejected) -> Iterator[tuple[int, Mapping]]:
-    """``(index, row)`` of the rows still to ask for, in order; counts the cached ones into ``stats``.
+def pending_items(
+    rows: Iterable[Mapping[str, Any]],
+    cache: TraceCache,
+    stats: DistillStats,
+    keys: list[str],
+    bar: Any,
+    template: str,
+    model: str,
+    retry_rejected: bool,
+) -> Iterator[tuple[int, Mapping[str, Any], str]]:
+    """``(index, row, key)`` of the rows still to ask for, in order, each key once; appends every row's
+    key to ``keys`` and counts the rows into ``stats`` (the cached ones into the progress ``bar`` too).
 
     Raises:
         RowError: a row fails :func:`~verl_hoi.teacher.check_row` or an image file cannot be read.
@@ -409,7 +482,7 @@ def _pending(rows, cache, stats, keys, bar, template, model, retry_rejected) -> 
             bar.update(1)
         else:
             seen.add(key)
-            yield index, row
+            yield index, row, key
 
 
 class _Run:
@@ -424,7 +497,10 @@ class _Run:
         self.max_failures_in_a_row = max_failures_in_a_row
 
     async def main(
-        self, pending: Iterator[tuple[int, Mapping]], prepare: Callable[[int, Mapping], TeacherItem], concurrency: int
+        self,
+        pending: Iterator[tuple[int, Mapping, str]],
+        prepare: Callable[[int, Mapping], TeacherItem],
+        concurrency: int,
     ) -> None:
         # Workers keep draining the queue after a stop (budget or fatal error), so put() never
         # blocks on dead consumers.
@@ -433,7 +509,7 @@ class _Run:
         error = None
         try:
             try:
-                for index, row in pending:
+                for index, row, _ in pending:
                     if self.fatal or self.stats.stopped_by_cost:
                         self._skip()  # keep reading: every row's cache key is needed for the output
                     else:
@@ -494,34 +570,10 @@ class _Run:
         return True
 
     def _record(self, item: TeacherItem, reply: TeacherReply) -> None:
-        s = self.stats
-        cost = self.price.cost(reply.prompt_tokens, reply.completion_tokens) if self.price else None
-        text = clean_trace(reply.text)
-        reason = check_trace(text, max_chars=self.max_trace_chars, finish_reason=reply.finish_reason)
-        self.cache.append(
-            {
-                "key": item.key,
-                "index": item.index,
-                "file_name": item.file_name,
-                "model": self.teacher.model,
-                "status": "ok" if reason is None else "rejected",
-                "reason": reason,
-                "thinking": text if reason is None else reply.text,
-                "finish_reason": reply.finish_reason,
-                "prompt_tokens": reply.prompt_tokens,
-                "completion_tokens": reply.completion_tokens,
-                "cost": cost,
-                "time": round(time.time(), 3),
-            }
-        )
-        s.prompt_tokens += reply.prompt_tokens
-        s.completion_tokens += reply.completion_tokens
-        if cost is not None:
-            s.cost += cost
-        if reason is None:
-            s.ok += 1
-        else:
-            s.rejected[reason] += 1
+        where = (item.key, item.index, item.file_name)
+        record = trace_record(where, self.teacher.model, reply, self.price, self.max_trace_chars)
+        self.cache.append(record)
+        self.stats.add(record)
 
 
 def sft_rows(rows: Iterable[Mapping[str, Any]], keys: list[str], cache: TraceCache) -> Iterator[dict[str, Any]]:
@@ -553,14 +605,15 @@ def cache_totals(cache: TraceCache) -> dict[str, Any]:
     }
 
 
-def _progress(total: int | None, enabled: bool):
+def progress_bar(total: int | None, enabled: bool, desc: str = "distill") -> Any:
+    """A tqdm bar over ``total`` rows (shown only when ``enabled``)."""
     from tqdm import tqdm
 
-    return tqdm(total=total, disable=not enabled, unit="img", desc="distill", dynamic_ncols=True)
+    return tqdm(total=total, disable=not enabled, unit="img", desc=desc, dynamic_ncols=True)
 
 
 @contextlib.contextmanager
-def _folder_lock(out_dir: Path) -> Iterator[None]:
+def folder_lock(out_dir: Path) -> Iterator[None]:
     """Hold ``out_dir/.lock`` (flock) while the block runs; the file is removed when it ends."""
     path = out_dir / LOCK_NAME
     while True:

@@ -1,7 +1,8 @@
 """The teacher side of thinking distillation: what a request costs, what it says, and sending it.
 
-- Prices and token estimates: :class:`Price`, :func:`model_price` (built-in table, overridable),
-  :func:`estimate_tokens` for text and :func:`estimate_image_tokens` (OpenAI's tile formula).
+- Prices and token estimates: :class:`Price`, :func:`model_price` (built-in table, overridable; the
+  Batch API's at :data:`BATCH_DISCOUNT`), :func:`estimate_tokens` for text and
+  :func:`estimate_image_tokens` (OpenAI's tile formula).
 - The teacher prompt: a template (``verl_hoi/data/teacher_prompt.txt`` by default; placeholders
   ``{task}`` and ``{answer}``, a literal brace written ``{{`` or ``}}``) filled with an RL row's task
   prompt and ground-truth answer.
@@ -14,9 +15,12 @@
   connection errors are retried with exponential backoff and jitter, waiting at least what the
   server's ``Retry-After`` / ``retry-after-ms`` header asks for (:func:`retry_delay`); it raises
   :class:`ItemFailed` for a request that failed for good and :class:`FatalTeacherError` when the
-  server refuses every request.
+  server refuses every request (:func:`error_kind` sorts the errors, for the Batch API's calls too).
+  :meth:`TeacherClient.body` is the request body, the same in a Batch API input line, and
+  :func:`reply_from_body` reads a chat completion sent back as JSON (a Batch API output line).
 
-The run that drives these (cache, budget, concurrency) is :func:`verl_hoi.distill.distill`.
+The run that drives these (cache, budget, concurrency) is :func:`verl_hoi.distill.distill`; the Batch
+API's side is :mod:`verl_hoi.teacher_batch`.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from verl_hoi.prompts import IMAGE_PLACEHOLDER
 from verl_hoi.rows import RowMeta, check_image_size, check_row_entry, image_name, row_image_bytes
 
 __all__ = [
+    "BATCH_DISCOUNT",
     "DEFAULT_BACKOFF_BASE",
     "DEFAULT_MAX_RETRIES",
     "DEFAULT_MAX_TOKENS",
@@ -57,6 +62,7 @@ __all__ = [
     "TeacherReply",
     "check_row",
     "check_template",
+    "error_kind",
     "estimate_image_tokens",
     "estimate_tokens",
     "item_key",
@@ -64,7 +70,9 @@ __all__ = [
     "model_price",
     "prepare_item",
     "render_teacher_prompt",
+    "reply_from_body",
     "retry_delay",
+    "retryable_status",
 ]
 
 DEFAULT_TEACHER_PROMPT = Path(__file__).parent / "data" / "teacher_prompt.txt"
@@ -77,6 +85,8 @@ PRICES: dict[str, tuple[float, float]] = {
     "gpt-4.1-mini": (0.40, 1.60),
     "gpt-4.1-nano": (0.10, 0.40),
 }
+BATCH_DISCOUNT = 0.5
+"""The Batch API's price as a fraction of the standard one."""
 # OpenAI's tile formula for image input tokens: base + per_tile * number of 512-px tiles.
 IMAGE_TOKENS: dict[str, tuple[int, int]] = {"gpt-4o-mini": (2833, 5667)}
 DEFAULT_IMAGE_TOKENS = (85, 170)
@@ -106,15 +116,24 @@ class Price:
         return (prompt_tokens * self.input_per_m + completion_tokens * self.output_per_m) / 1e6
 
 
-def model_price(model: str, input_price: float | None = None, output_price: float | None = None) -> Price | None:
+def model_price(
+    model: str, input_price: float | None = None, output_price: float | None = None, *, batch: bool = False
+) -> Price | None:
     """The price of ``model`` from the built-in table, with either side overridable; None if unknown.
+
+    With ``batch`` the table's prices are the Batch API's (:data:`BATCH_DISCOUNT` of the standard
+    ones); a price given here is taken as it is, for the mode in use.
 
     >>> model_price("gpt-4o-mini")
     Price(input_per_m=0.15, output_per_m=0.6)
+    >>> model_price("gpt-4o-mini", batch=True), model_price("gpt-4o-mini", None, 1.0, batch=True)
+    (Price(input_per_m=0.075, output_per_m=0.3), Price(input_per_m=0.075, output_per_m=1.0))
     >>> model_price("my-local-model") is None, model_price("my-local-model", 0, 0)
     (True, Price(input_per_m=0, output_per_m=0))
     """
     known = PRICES.get(model)
+    if known and batch:
+        known = (known[0] * BATCH_DISCOUNT, known[1] * BATCH_DISCOUNT)
     if input_price is None and known:
         input_price = known[0]
     if output_price is None and known:
@@ -402,6 +421,30 @@ def retry_delay(exc: BaseException, attempt: int, *, base: float = 1.0, cap: flo
     return delay
 
 
+def retryable_status(status: int) -> bool:
+    """Whether a request answered with HTTP ``status`` may succeed when sent again: 408, 409, 429 and 5xx.
+
+    >>> [retryable_status(status) for status in (400, 408, 429, 500)]
+    [False, True, True, True]
+    """
+    return status >= 500 or status in (408, 409, 429)
+
+
+def error_kind(exc: BaseException) -> str:
+    """How to treat an ``openai`` error: ``"fatal"`` (the key, the access or the model is refused, so
+    every request would fail), ``"retry"`` (429, 5xx, timeouts, dropped connections: try again later)
+    or ``"item"`` (this request only, e.g. a 400 or a reply that is not what was asked for)."""
+    import openai
+
+    if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError | openai.NotFoundError):
+        return "fatal"
+    if isinstance(exc, openai.APIConnectionError):  # timeouts included
+        return "retry"
+    if isinstance(exc, openai.APIStatusError) and retryable_status(exc.status_code):
+        return "retry"
+    return "item"
+
+
 def _tokens(usage: Any, name: str) -> int:
     """A token count of the reply's usage; 0 when the server sent none or something that is not a count."""
     value = getattr(usage, name, None)
@@ -423,6 +466,24 @@ def _reply(response: Any, attempt: int) -> TeacherReply:
         completion_tokens=_tokens(response.usage, "completion_tokens"),
         attempts=attempt,
     )
+
+
+def reply_from_body(body: object) -> TeacherReply:
+    """The :class:`TeacherReply` of a chat completion sent back as JSON (the body of a Batch API output
+    line), read as the client reads one; raises :class:`ItemFailed` when it is not a chat completion
+    with text.
+
+    >>> reply_from_body({"choices": [{"message": {"content": "Two."}, "finish_reason": "stop"}]}).text
+    'Two.'
+    """
+    from openai.types.chat import ChatCompletion
+
+    choices = body.get("choices") if isinstance(body, dict) else None
+    if not isinstance(choices, list) or not all(
+        isinstance(choice, dict) and isinstance(choice.get("message"), dict) for choice in choices
+    ):
+        raise ItemFailed("the reply is not a chat completion")
+    return _reply(ChatCompletion.construct(**body), 1)
 
 
 class TeacherClient:
@@ -461,6 +522,16 @@ class TeacherClient:
         self.requests = 0
         self.retries = 0
 
+    def body(self, messages: list[dict[str, Any]]) -> dict[str, Any]:
+        """The chat-completion request for ``messages``: the keyword arguments of the client's call and
+        the body of a Batch API input line."""
+        return {
+            "model": self.model,
+            "messages": messages,
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+        }
+
     async def complete(self, messages: list[dict[str, Any]]) -> TeacherReply:
         """One chat completion; raises :class:`ItemFailed` or :class:`FatalTeacherError`."""
         import openai
@@ -468,19 +539,15 @@ class TeacherClient:
         for attempt in range(1, self.max_retries + 2):
             self.requests += 1
             try:
-                response = await self.client.chat.completions.create(
-                    model=self.model, messages=messages, max_tokens=self.max_tokens, temperature=self.temperature
-                )
-            except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as exc:
-                raise FatalTeacherError(f"{type(exc).__name__} (HTTP {exc.status_code})") from None
-            except (openai.APITimeoutError, openai.APIConnectionError, openai.RateLimitError) as exc:
+                response = await self.client.chat.completions.create(**self.body(messages))
+            except openai.APIError as exc:
+                kind = error_kind(exc)
+                if kind == "fatal":
+                    raise FatalTeacherError(f"{type(exc).__name__} (HTTP {exc.status_code})") from None
+                if kind == "item":
+                    status = isinstance(exc, openai.APIStatusError)
+                    raise ItemFailed(f"HTTP {exc.status_code}" if status else type(exc).__name__) from None
                 error = exc
-            except openai.APIStatusError as exc:
-                if exc.status_code < 500 and exc.status_code not in (408, 409):
-                    raise ItemFailed(f"HTTP {exc.status_code}") from None
-                error = exc
-            except openai.APIError as exc:  # e.g. a reply that is not a chat completion
-                raise ItemFailed(type(exc).__name__) from None
             else:
                 return _reply(response, attempt)
             if attempt > self.max_retries:
