@@ -6,6 +6,7 @@ Imported by the test modules (``from cli_harness import ...``); pytest puts ``te
 
 from __future__ import annotations
 
+import json
 import os
 import struct
 import subprocess
@@ -77,3 +78,39 @@ def truncated(path: Path) -> bytes:
     """The first half of the file at ``path`` (a download cut off midway)."""
     data = path.read_bytes()
     return data[: len(data) // 2]
+
+
+PARQUET = object()
+"""In a :func:`write_files` table: stands for the bytes of a parquet the test built (a validation dump's rows)."""
+
+
+def jsonl(*lines: object) -> str:
+    """``lines`` as JSONL text, one JSON value per line."""
+    return "".join(json.dumps(line) + "\n" for line in lines)
+
+
+def write_files(folder: Path, files: dict[str, object], parquet: bytes) -> None:
+    """Create ``files`` under ``folder``: ``None`` a folder, :data:`PARQUET` the bytes ``parquet``, bytes or text."""
+    for name, content in files.items():
+        path = folder / name
+        if content is None:
+            path.mkdir()
+        elif content is PARQUET:
+            path.write_bytes(parquet)
+        elif isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(str(content))
+
+
+def assert_bad_input(module: str, folder: Path, args: Sequence[str], expect: str | tuple[str, ...]) -> None:
+    """``python -m module args`` in ``folder`` fails as a user mistake: the whole ``error:`` line is ``expect`` (or
+    holds each of its fragments), nothing on stdout, and no file in ``folder`` changed or appeared."""
+    before = snapshot(folder)
+    result = run_command(["-m", module, *args], cwd=folder)
+    if isinstance(expect, str):
+        assert assert_user_error(result) == f"error: {expect}"
+    else:
+        assert_user_error(result, *expect)
+    assert result.out == ""  # no table before the error
+    assert snapshot(folder) == before

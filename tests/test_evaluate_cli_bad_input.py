@@ -13,7 +13,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from cli_harness import REPO, assert_user_error, run_command, snapshot
+from cli_harness import PARQUET, REPO, assert_bad_input, jsonl, write_files
 
 SAMPLE = json.loads((REPO / "recipes" / "sample" / "annotations.json").read_text())
 NAME1, NAME2 = "HICO_test2015_00000001.jpg", "HICO_test2015_00000002.jpg"  # 640 x 427, 640 x 461
@@ -35,12 +35,7 @@ GOOD_RESPONSE = {  # line 1 of the cases that score responses by log-probability
     "token_offsets": [0],
 }
 ARGS = ("--annotations", "ann.json", "--predictions", "p.jsonl")
-PARQUET = object()  # stands for the bytes of a small parquet a validation dump was made on
 DUMP = {"input": "user\nFind the interactions.\nassistant\n", "output": "[]", "gts": "[]", "score": 1.0, "step": 1}
-
-
-def jsonl(*lines: object) -> str:
-    return "".join(json.dumps(line) + "\n" for line in lines)
 
 
 def detection(**changes: object) -> dict:
@@ -360,24 +355,10 @@ def parquet_bytes(tmp_path_factory: pytest.TempPathFactory) -> bytes:
 
 def build(folder: Path, files: dict[str, object], parquet: bytes) -> None:
     (folder / "ann.json").write_text(json.dumps(SAMPLE))
-    for name, content in files.items():
-        path = folder / name
-        if content is None:
-            path.mkdir()
-        elif content is PARQUET:
-            path.write_bytes(parquet)
-        else:
-            path.write_text(str(content))
+    write_files(folder, files, parquet)
 
 
 @pytest.mark.parametrize("case", list(CASES.values()), ids=list(CASES))
 def test_bad_input_is_one_error_line_and_changes_nothing(tmp_path: Path, parquet_bytes: bytes, case: Case) -> None:
     build(tmp_path, case.files, parquet_bytes)
-    before = snapshot(tmp_path)
-    result = run_command(["-m", "verl_hoi.evaluate", *case.args, *case.extra], cwd=tmp_path)
-    if isinstance(case.expect, str):
-        assert assert_user_error(result) == f"error: {case.expect}"
-    else:
-        assert_user_error(result, *case.expect)
-    assert result.out == ""  # no table before the error
-    assert snapshot(tmp_path) == before
+    assert_bad_input("verl_hoi.evaluate", tmp_path, [*case.args, *case.extra], case.expect)

@@ -5,14 +5,13 @@ appeared (no report, not even a partial one)."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from cli_harness import REPO, assert_user_error, png_header, run_command, snapshot, truncated
+from cli_harness import PARQUET, REPO, assert_bad_input, jsonl, png_header, run_command, truncated, write_files
 
 SAMPLE = REPO / "recipes" / "sample"
 NAME1, NAME2 = "HICO_test2015_00000001.jpg", "HICO_test2015_00000002.jpg"  # 640 x 427, 640 x 461
@@ -20,12 +19,7 @@ DET = {"human": [320, 306, 359, 349], "object": [148, 345, 376, 414], "hoi": 245
 GOOD = {"file_name": NAME2, "detections": [DET]}
 ARGS = ("--annotations", "ann.json", "--predictions", "p.jsonl", "--out", "r.html")
 DUMP = {"input": "user\nFind the interactions.\nassistant\n", "output": "[]", "gts": "[]", "score": 1.0, "step": 1}
-PARQUET = object()  # stands for the bytes of a one-row parquet the dumps were made on
 HELP = "(see python -m verl_hoi.report --help)"
-
-
-def jsonl(*lines: object) -> str:
-    return "".join(json.dumps(line) + "\n" for line in lines)
 
 
 @dataclass(frozen=True)
@@ -168,29 +162,13 @@ def build(folder: Path, files: dict[str, object], parquet: bytes) -> None:
     (folder / "images").mkdir()
     for name in (NAME1, NAME2):
         (folder / "images" / name).write_bytes((SAMPLE / "images" / name).read_bytes())
-    for name, content in files.items():
-        path = folder / name
-        if content is None:
-            path.mkdir()
-        elif content is PARQUET:
-            path.write_bytes(parquet)
-        elif isinstance(content, bytes):
-            path.write_bytes(content)
-        else:
-            path.write_text(str(content))
+    write_files(folder, files, parquet)
 
 
 @pytest.mark.parametrize("case", list(CASES.values()), ids=list(CASES))
 def test_bad_input_is_one_error_line_and_writes_nothing(tmp_path: Path, parquet_bytes: bytes, case: Case) -> None:
     build(tmp_path, case.files, parquet_bytes)
-    before = snapshot(tmp_path)
-    result = run_command(["-m", "verl_hoi.report", *case.args, *case.extra], cwd=tmp_path)
-    if isinstance(case.expect, str):
-        assert assert_user_error(result) == f"error: {case.expect}"
-    else:
-        assert_user_error(result, *case.expect)
-    assert result.out == ""  # no table before the error
-    assert snapshot(tmp_path) == before
+    assert_bad_input("verl_hoi.report", tmp_path, [*case.args, *case.extra], case.expect)
 
 
 def test_images_not_in_the_folder_are_left_out_of_the_gallery(tmp_path: Path, parquet_bytes: bytes) -> None:

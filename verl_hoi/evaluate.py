@@ -157,8 +157,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _check_arguments(args: argparse.Namespace) -> None:
-    """Every input is an existing file and ``--json`` can be written, before any work.
+def check_evaluation_inputs(args: argparse.Namespace) -> dict[str, Any]:
+    """The evaluation's input files (``--annotations``, ``--predictions``, ``--data``, ``--known-object-source``)
+    by option, each one, when given, checked to be an existing file; ``python -m verl_hoi.report`` shares them.
 
     Raises:
         UsageError: what is wrong, naming the option.
@@ -177,6 +178,16 @@ def _check_arguments(args: argparse.Namespace) -> None:
             except UsageError as error:
                 hint = " ('boxes' or HICO's anno.mat)" if option == "--known-object-source" else ""
                 raise UsageError(f"{error}{hint}") from None
+    return inputs
+
+
+def _check_arguments(args: argparse.Namespace) -> None:
+    """Every input is an existing file and ``--json`` can be written, before any work.
+
+    Raises:
+        UsageError: what is wrong, naming the option.
+    """
+    inputs = check_evaluation_inputs(args)
     if args.json_out is not None:
         check_output_file(args.json_out, "--json")
         refuse_overlap({"--json": args.json_out}, inputs)

@@ -57,9 +57,8 @@ import numpy as np
 
 from verl_hoi.geometry import iou_from_corners
 from verl_hoi.hicodet import ImageAnnotation
-from verl_hoi.hoieval import KNOWN_FROM_BOXES, Detections, GroundTruth, HOIEval
+from verl_hoi.hoieval import Detections, GroundTruth, HOIEval
 from verl_hoi.prediction_files import evaluate_prediction_files
-from verl_hoi.scored_triplets import AUTO_POLICY
 from verl_hoi.vocab import HOI_CLASSES
 from verl_hoi.zero_shot import unseen_classes
 
@@ -371,15 +370,7 @@ class FileAnalysis:
 
 
 def analyze_prediction_files(
-    annotations_path: str | Path,
-    predictions_path: str | Path,
-    *,
-    score_policy: str = AUTO_POLICY,
-    known_object_source: str = KNOWN_FROM_BOXES,
-    data: str | Path | None = None,
-    split: str = "test",
-    zero_shot: str | None = None,
-    progress: bool = False,
+    annotations_path: str | Path, predictions_path: str | Path, *, progress: bool = False, **options: Any
 ) -> FileAnalysis:
     """:func:`verl_hoi.prediction_files.evaluate_prediction_files` (same arguments) and the error analysis of its
     files, which are read once.
@@ -387,15 +378,7 @@ def analyze_prediction_files(
     Raises:
         ValueError: what ``evaluate_predictions`` refuses.
     """
-    evaluated = evaluate_prediction_files(
-        annotations_path,
-        predictions_path,
-        score_policy=score_policy,
-        known_object_source=known_object_source,
-        data=data,
-        split=split,
-        zero_shot=zero_shot,
-    )
+    evaluated = evaluate_prediction_files(annotations_path, predictions_path, **options)
     result, annotations, gt, detections = evaluated.result, evaluated.annotations, evaluated.gt, evaluated.detections
     setting = result["settings"]["zero_shot"]
     ev = HOIEval(gt, detections, settings=(SETTING,), unseen=None if setting is None else unseen_classes(setting))

@@ -477,26 +477,9 @@ class EvaluatedFiles:
     detections: Detections
 
 
-def evaluate_predictions(
-    annotations_path: str | Path,
-    predictions_path: str | Path,
-    *,
-    score_policy: str = AUTO_POLICY,
-    known_object_source: str = KNOWN_FROM_BOXES,
-    data: str | Path | None = None,
-    split: str = "test",
-    zero_shot: str | None = None,
-) -> dict[str, Any]:
+def evaluate_predictions(annotations_path: str | Path, predictions_path: str | Path, **options: Any) -> dict[str, Any]:
     """The result dictionary of :func:`evaluate_prediction_files` (same arguments): what ``--json`` writes."""
-    return evaluate_prediction_files(
-        annotations_path,
-        predictions_path,
-        score_policy=score_policy,
-        known_object_source=known_object_source,
-        data=data,
-        split=split,
-        zero_shot=zero_shot,
-    ).result
+    return evaluate_prediction_files(annotations_path, predictions_path, **options).result
 
 
 def evaluate_prediction_files(
@@ -508,7 +491,7 @@ def evaluate_prediction_files(
     data: str | Path | None = None,
     split: str = "test",
     zero_shot: str | None = None,
-) -> dict[str, Any]:
+) -> EvaluatedFiles:
     """Everything ``python -m verl_hoi.evaluate`` does but printing: the result dictionary written by ``--json``,
     with the annotations, ground truth and detections it was computed from.
 

@@ -36,7 +36,7 @@ from verl_hoi.cli import (
     positive_int,
     refuse_overlap,
 )
-from verl_hoi.evaluate import format_errors, format_table
+from verl_hoi.evaluate import check_evaluation_inputs, format_errors, format_table
 from verl_hoi.hicodet import SPLITS
 from verl_hoi.hoi_errors import analyze_prediction_files
 from verl_hoi.hoieval import KNOWN_FROM_BOXES
@@ -87,20 +87,7 @@ def _check_arguments(args: argparse.Namespace) -> None:
         raise UsageError("--gallery needs --images (the folder of the original images)")
     if args.dumps and args.data is None:
         raise UsageError("--dumps are verl validation dumps: pass --data with the parquet they validated on")
-    known = None if args.known_object_source == KNOWN_FROM_BOXES else args.known_object_source
-    inputs = {
-        "--annotations": args.annotations,
-        "--predictions": args.predictions,
-        "--data": args.data,
-        "--known-object-source": known,
-    }
-    for option, value in inputs.items():
-        if value is not None:
-            try:
-                check_input_file(value, option)
-            except UsageError as error:
-                hint = " ('boxes' or HICO's anno.mat)" if option == "--known-object-source" else ""
-                raise UsageError(f"{error}{hint}") from None
+    inputs = check_evaluation_inputs(args)
     for dump in args.dumps or ():
         check_input_file(dump, "--dumps")
     if args.images is not None:
