@@ -126,11 +126,12 @@ def format_errors(errors: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = doc_parser("python -m verl_hoi.evaluate", __doc__)
+def add_evaluation_options(parser: argparse.ArgumentParser, data_help: str) -> None:
+    """The evaluation's options (``--annotations``, ``--predictions``, ``--data``, ``--score-policy``,
+    ``--known-object-source``, ``--split``, ``--zero-shot``), which ``python -m verl_hoi.report`` shares."""
     parser.add_argument("--annotations", required=True, help="anno_bbox.mat or instances_test2015.json")
     parser.add_argument("--predictions", required=True, help="predictions JSONL (or a verl validation dump)")
-    parser.add_argument("--json", dest="json_out", help="write the full result here (percent, full precision)")
+    parser.add_argument("--data", help=data_help)
     parser.add_argument(
         "--score-policy", choices=score_policy_choices(), default=AUTO_POLICY, help="how detections are ranked"
     )
@@ -140,15 +141,20 @@ def _parser() -> argparse.ArgumentParser:
         metavar="{boxes,PATH/anno.mat}",
         help="'boxes' (images with box ground truth of the object; default) or HICO's anno.mat",
     )
-    parser.add_argument(
-        "--data", help="the parquet a verl validation dump was made on (its rows' zero-shot setting applies)"
-    )
     parser.add_argument("--split", choices=sorted(SPLITS), default="test", help="annotation split (default test)")
     parser.add_argument(
         "--zero-shot",
         choices=ZERO_SHOT_SETTINGS,
         help="add Seen / Unseen means of this zero-shot setting (default: the one --data's rows record, if any)",
     )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = doc_parser("python -m verl_hoi.evaluate", __doc__)
+    add_evaluation_options(
+        parser, "the parquet a verl validation dump was made on (its rows' zero-shot setting applies)"
+    )
+    parser.add_argument("--json", dest="json_out", help="write the full result here (percent, full precision)")
     parser.add_argument(
         "--errors",
         action="store_true",

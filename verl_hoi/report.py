@@ -36,21 +36,16 @@ from verl_hoi.cli import (
     positive_int,
     refuse_overlap,
 )
-from verl_hoi.evaluate import check_evaluation_inputs, format_errors, format_table
-from verl_hoi.hicodet import SPLITS
+from verl_hoi.evaluate import add_evaluation_options, check_evaluation_inputs, format_errors, format_table
 from verl_hoi.hoi_errors import analyze_prediction_files
-from verl_hoi.hoieval import KNOWN_FROM_BOXES
 from verl_hoi.report_page import DEFAULT_GALLERY, read_dumps, render_report
-from verl_hoi.scored_triplets import AUTO_POLICY, score_policy_choices
-from verl_hoi.zero_shot import ZERO_SHOT_SETTINGS
 
 __all__ = ["main"]
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = doc_parser("python -m verl_hoi.report", __doc__)
-    parser.add_argument("--annotations", required=True, help="anno_bbox.mat or instances_test2015.json")
-    parser.add_argument("--predictions", required=True, help="predictions JSONL (or a verl validation dump)")
+    add_evaluation_options(parser, "the parquet the validation dumps (or a dump as --predictions) were made on")
     parser.add_argument("--out", required=True, help="the HTML file to write")
     parser.add_argument(
         "--images", metavar="DIR", help="folder with the original images: adds a gallery of the worst images"
@@ -62,18 +57,6 @@ def _parser() -> argparse.ArgumentParser:
         help=f"images in the gallery (default {DEFAULT_GALLERY}; needs --images)",
     )
     parser.add_argument("--dumps", nargs="+", metavar="DUMP", help="verl validation dumps of one run (needs --data)")
-    parser.add_argument("--data", help="the parquet the validation dumps were made on")
-    parser.add_argument(
-        "--score-policy", choices=score_policy_choices(), default=AUTO_POLICY, help="how detections are ranked"
-    )
-    parser.add_argument(
-        "--known-object-source",
-        default=KNOWN_FROM_BOXES,
-        metavar="{boxes,PATH/anno.mat}",
-        help="'boxes' (images with box ground truth of the object; default) or HICO's anno.mat",
-    )
-    parser.add_argument("--split", choices=sorted(SPLITS), default="test", help="annotation split (default test)")
-    parser.add_argument("--zero-shot", choices=ZERO_SHOT_SETTINGS, help="add Seen / Unseen means of this setting")
     return parser
 
 
