@@ -156,8 +156,8 @@ def test_reward_manager_scores_the_ground_truth_one(family, rows_path, family_pr
     prompt = family_processor.apply_chat_template(dataset[0]["raw_prompt"], add_generation_prompt=True, tokenize=False)
     truth = row["reward_model"]["ground_truth"]
     response = render_response(truth, "one person rides")
-    if prompt.rstrip().endswith("<think>"):  # Qwen3.5's template opens the think block itself
-        response = response.removeprefix("<think>")
+    if prompt.rstrip().endswith("<think>"):  # Qwen3.5's template opens the think block, and SFT teaches its layout
+        response = f"one person rides\n</think>\n\n<answer>{truth}</answer>"
     config = OmegaConf.create(
         {
             "reward": {
@@ -220,3 +220,38 @@ def test_parquet_written_before_families_loads_as_qwen2_5_vl(
     qwen3 = AutoProcessor.from_pretrained(build_tiny_model(tmp_path / "qwen3", "qwen3_vl"))
     with pytest.raises(ValueError, match=r"row 0 \(HICO_test2015_00000001.jpg\): the row was made for qwen2_5_vl"):
         _dataset(old, qwen3)
+
+
+def test_sft_dataset_trains_on_the_answer_with_the_rows_grid(tmp_path, family, rows_path, family_processor):
+    """verl_hoi's SFT rows through HOISFTDataset with the family's processor: the loss covers the assistant turn
+    (the answer after the reasoning; Qwen3.5's template opens the think block in the prompt), and the image reaches
+    the processor at the row's model_size."""
+    from verl_hoi.convert import write_parquet
+    from verl_hoi.sft import sft_row, sft_schema
+    from verl_hoi.verl_plugin.dataset import HOISFTDataset
+
+    found = get_family(family)
+    table = pq.read_table(rows_path)
+    rows = table.to_pylist()
+    sft = tmp_path / "sft.parquet"
+    write_parquet((sft_row(row, "one person sits") for row in rows), sft, sft_schema(table.schema))
+    config = OmegaConf.create({"max_length": 4096, "pad_mode": "right", "truncation": "error"})
+    dataset = HOISFTDataset(str(sft), family_processor.tokenizer, config, processor=family_processor)
+    assert len(dataset) == 8
+    tokenizer = family_processor.tokenizer
+    item = dataset[0]
+    ids, mask = item["input_ids"], item["loss_mask"]
+    length = int(item["attention_mask"].sum())
+    start = length - int(mask.sum())
+    assert mask[:start].sum() == 0 and bool(mask[start:length].all()) and mask[length:].sum() == 0
+    trained = tokenizer.decode(ids[start:length])
+    # Qwen3.5's template writes the reasoning as "<think>\n...\n</think>\n\n" before the answer
+    assert trained.endswith(f"<answer>{rows[0]['reward_model']['ground_truth']}</answer><|im_end|>\n")
+    assert "one person sits" in trained and trained.count("</think>") == 1
+    prompt = tokenizer.decode(ids[:start])
+    assert prompt.rstrip().endswith("<think>") == (family == "qwen3_5")
+    ((_, grid_h, grid_w),) = item["multi_modal_inputs"]["image_grid_thw"].tolist()
+    width, height = rows[0]["extra_info"]["model_size"]
+    assert (grid_w * found.patch_size, grid_h * found.patch_size) == (width, height)
+    image_token = tokenizer.convert_tokens_to_ids("<|image_pad|>")
+    assert int((ids[:start] == image_token).sum()) == width * height // found.block**2
