@@ -60,7 +60,6 @@ from verl_hoi.hicodet import ImageAnnotation
 from verl_hoi.hoieval import Detections, GroundTruth, HOIEval
 from verl_hoi.prediction_files import evaluate_prediction_files
 from verl_hoi.vocab import HOI_CLASSES
-from verl_hoi.zero_shot import unseen_classes
 
 __all__ = [
     "ALL_FIXED",
@@ -379,8 +378,11 @@ def analyze_prediction_files(
         ValueError: what ``evaluate_predictions`` refuses.
     """
     evaluated = evaluate_prediction_files(annotations_path, predictions_path, **options)
-    result, annotations, gt, detections = evaluated.result, evaluated.annotations, evaluated.gt, evaluated.detections
-    setting = result["settings"]["zero_shot"]
-    ev = HOIEval(gt, detections, settings=(SETTING,), unseen=None if setting is None else unseen_classes(setting))
-    errors = analyze_errors(ev, progress=progress)
-    return FileAnalysis(result=result, errors=errors, annotations=annotations, gt=gt, detections=detections)
+    ev = evaluated.evaluation  # its Default setting is the one analysed: no second evaluation
+    return FileAnalysis(
+        result=evaluated.result,
+        errors=analyze_errors(ev, progress=progress),
+        annotations=evaluated.annotations,
+        gt=ev.gt,
+        detections=ev.dets,
+    )

@@ -469,12 +469,12 @@ def _percent_list(values: np.ndarray) -> list[float | None]:
 
 @dataclass(frozen=True)
 class EvaluatedFiles:
-    """What :func:`evaluate_prediction_files` read and computed: the result dictionary and the arrays behind it."""
+    """What :func:`evaluate_prediction_files` read and computed: the result dictionary, the annotation records and
+    the evaluation behind it (its ground truth ``evaluation.gt`` and detections ``evaluation.dets``)."""
 
     result: dict[str, Any]
     annotations: list[ImageAnnotation]
-    gt: GroundTruth
-    detections: Detections
+    evaluation: HOIEval
 
 
 def evaluate_predictions(annotations_path: str | Path, predictions_path: str | Path, **options: Any) -> dict[str, Any]:
@@ -561,4 +561,4 @@ def evaluate_prediction_files(
         "ap": {s: _percent_list(ev.ap[s]) for s in SETTINGS},
         "recall": {s: _percent_list(ev.recall[s]) for s in SETTINGS},
     }
-    return EvaluatedFiles(result, annotations, gt, predictions.detections)
+    return EvaluatedFiles(result, annotations, ev)
