@@ -52,6 +52,7 @@ from verl_hoi.cli import (
     check_output_folder,
     doc_parser,
     fail,
+    first_line,
     new_folders_removed_on_error,
     positive_int,
     refuse_overlap,
@@ -176,11 +177,6 @@ PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
 """Where a checkpoint folder keeps its image processor's configuration (transformers 5 writes the second)."""
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
 def _processor_options(folder: Path, family: str | None) -> dict[str, object]:
     """``ConvertOptions`` fields from a processor folder: family, patch and merge sizes, pixel budget."""
     import json
@@ -193,7 +189,7 @@ def _processor_options(folder: Path, family: str | None) -> dict[str, object]:
     try:
         image_processor = AutoImageProcessor.from_pretrained(folder)
     except (OSError, ValueError, KeyError, TypeError) as error:
-        raise UsageError(f"--processor {folder}: cannot load its image processor ({_first_line(error)})") from None
+        raise UsageError(f"--processor {folder}: cannot load its image processor ({first_line(error)})") from None
     geometry = processor_geometry({"image_processor": image_processor})
     pixels = processor_pixels({"image_processor": image_processor})
     if geometry is None or pixels is None:

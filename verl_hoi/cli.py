@@ -28,6 +28,7 @@ __all__ = [
     "check_output_folder",
     "doc_parser",
     "fail",
+    "first_line",
     "new_folders_removed_on_error",
     "positive_int",
     "refuse_overlap",
@@ -129,6 +130,16 @@ def write_json_atomic(path: str | Path, value: Any, *, indent: int = 1) -> None:
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         json.dump(value, f, indent=indent, allow_nan=False)
         f.write("\n")
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of ``error``'s message (its type's name when it has none): a library's long error in one line.
+
+    >>> first_line(ValueError("  bad value  ")), first_line(KeyError())
+    ('bad value', 'KeyError')
+    """
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def check_input_file(path: str | Path, option: str) -> Path:

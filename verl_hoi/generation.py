@@ -19,7 +19,7 @@ from io import BytesIO
 from pathlib import Path
 from typing import Any
 
-from verl_hoi.cli import UsageError
+from verl_hoi.cli import UsageError, first_line
 from verl_hoi.jsonl import iter_jsonl, repair_torn_tail
 from verl_hoi.prompts import IMAGE_PLACEHOLDER, prefilled_think
 from verl_hoi.rows import RowMeta, check_row, processor_geometry, processor_pixels, row_image_entry, row_location
@@ -157,11 +157,6 @@ def vllm_sampling_args(max_new_tokens: int, logprobs: bool) -> dict[str, Any]:
     }
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
 def _load_processor(model: str) -> tuple[Any, tuple[int, int], tuple[int, int]]:
     """The checkpoint's processor, its ``(min_pixels, max_pixels)`` and its ``(patch_size, merge_size)``."""
     from transformers import AutoProcessor
@@ -169,7 +164,7 @@ def _load_processor(model: str) -> tuple[Any, tuple[int, int], tuple[int, int]]:
     try:
         processor = AutoProcessor.from_pretrained(model)
     except (OSError, ValueError, KeyError, TypeError) as error:
-        raise UsageError(f"--model {model}: cannot load its processor ({_first_line(error)})") from None
+        raise UsageError(f"--model {model}: cannot load its processor ({first_line(error)})") from None
     pixels, geometry = processor_pixels(processor), processor_geometry(processor)
     if pixels is None or geometry is None:
         raise UsageError(
@@ -198,7 +193,7 @@ class _HFGenerator:
         try:
             kind = torch.device(self.device).type
         except RuntimeError as error:
-            raise UsageError(f"--device {self.device}: {_first_line(error)}") from None
+            raise UsageError(f"--device {self.device}: {first_line(error)}") from None
         if kind == "cuda" and not torch.cuda.is_available():
             raise UsageError(f"--device {self.device}: CUDA is not available here")
         dtype = torch.bfloat16 if kind == "cuda" else torch.float32
@@ -207,7 +202,7 @@ class _HFGenerator:
         try:
             self.model = AutoModelForImageTextToText.from_pretrained(model, dtype=dtype).to(self.device).eval()
         except (OSError, ValueError, KeyError, SafetensorError) as error:
-            raise UsageError(f"--model {model}: cannot load the model ({_first_line(error)})") from None
+            raise UsageError(f"--model {model}: cannot load the model ({first_line(error)})") from None
         self.generation_config = greedy_generation_config(self.model.generation_config, max_new_tokens, logprobs)
         # generate() fills what a config leaves unset from the model's own: make that this one too.
         self.model.generation_config = self.generation_config
@@ -295,7 +290,7 @@ def _read_rows(data: str | Path, limit: int | None) -> list[dict[str, Any]]:
     try:
         table = pq.read_table(data)
     except (pa.ArrowException, OSError) as error:
-        raise ValueError(f"{data}: not a parquet file that can be read ({_first_line(error)})") from None
+        raise ValueError(f"{data}: not a parquet file that can be read ({first_line(error)})") from None
     missing = [name for name in _COLUMNS if name not in table.column_names]
     if missing:
         raise ValueError(f"{data}: no {', '.join(missing)} column (not written by data_prep/hicodet_to_parquet.py?)")
@@ -397,7 +392,7 @@ def predict(
                     f.write(text)
                     f.flush()
                 except OSError as error:
-                    raise ValueError(f"{out}: cannot write ({_first_line(error)})") from None
+                    raise ValueError(f"{out}: cannot write ({first_line(error)})") from None
                 written += len(batch)
                 bar.update(len(batch))
     finally:
